@@ -1,0 +1,86 @@
+"""Where models live: the S3 artifact layout and the champion pointer.
+
+Artifacts are content-addressed: ``models/<model_name>/<sha256[:16]>/`` holds ``model.onnx``,
+``metadata.json`` and ``profile.json``. The champion is a DynamoDB item whose update is a
+conditional write on the expected current version, so two concurrent promotions cannot both win
+and a reader never sees a torn pointer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+MODEL_FILE = "model.onnx"
+METADATA_FILE = "metadata.json"
+PROFILE_FILE = "profile.json"
+CHAMPION = "champion"
+
+
+def artifact_prefix(model_name: str, sha256: str) -> str:
+    return f"models/{model_name}/{sha256[:16]}/"
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """What a pointer item says: which artifact is serving under this role."""
+
+    role: str
+    model_name: str
+    version: str
+    bucket: str
+    prefix: str
+    sha256: str
+    updated_at: float
+
+    @property
+    def model_key(self) -> str:
+        return self.prefix + MODEL_FILE
+
+    @property
+    def metadata_key(self) -> str:
+        return self.prefix + METADATA_FILE
+
+    @property
+    def profile_key(self) -> str:
+        return self.prefix + PROFILE_FILE
+
+
+class PointerConflict(Exception):
+    """The pointer was not at the expected version: someone else promoted first."""
+
+
+def read_pointer(table, role: str = CHAMPION) -> Pointer | None:
+    """Strongly consistent read of a pointer item, or None when none is set."""
+    item = table.get_item(Key={"pk": f"pointer#{role}"}, ConsistentRead=True).get("Item")
+    if not item:
+        return None
+    return Pointer(role=role, model_name=item["model_name"], version=str(item["version"]),
+                   bucket=item["bucket"], prefix=item["prefix"], sha256=item["sha256"],
+                   updated_at=float(item["updated_at"]))
+
+
+def write_pointer(table, *, model_name: str, version: str, bucket: str, prefix: str, sha256: str,
+                  expected_version: str | None, role: str = CHAMPION, **extra: Any) -> Pointer:
+    """Point ``role`` at an artifact, only if the pointer is still at ``expected_version``
+    (None: only if no pointer exists). Raises PointerConflict otherwise."""
+    from botocore.exceptions import ClientError
+
+    now = time.time()
+    item = {"pk": f"pointer#{role}", "model_name": model_name, "version": str(version),
+            "bucket": bucket, "prefix": prefix, "sha256": sha256, "updated_at": str(now), **extra}
+    if expected_version is None:
+        cond = {"ConditionExpression": "attribute_not_exists(pk)"}
+    else:
+        cond = {"ConditionExpression": "version = :v",
+                "ExpressionAttributeValues": {":v": str(expected_version)}}
+    try:
+        table.put_item(Item=item, **cond)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            raise PointerConflict(
+                f"pointer#{role} is no longer at version {expected_version!r}; not changed") from exc
+        raise
+    return Pointer(role=role, model_name=model_name, version=str(version), bucket=bucket,
+                   prefix=prefix, sha256=sha256, updated_at=now)

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# One setup path for the README, the tests and CI. Idempotent: re-running skips what is up to date.
+#   .venv            project virtualenv (Python >= 3.11): driftstack + spark/cdk/dev extras
+#   .venv-localstack LocalStack virtualenv (Python >= 3.13) + our LocalStack plugins
+#   cdk/node_modules CDK CLI (aws-cdk@2, aws-cdk-local)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+start=$(date +%s)
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+# Find an interpreter of at least the given minor version: PATH first, then pyenv.
+find_python() {
+  local minor=$1 cand v
+  for cand in python3.$minor python3 python; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c "import sys; sys.exit(0 if sys.version_info >= (3, $minor) else 1)" 2>/dev/null; then
+      command -v "$cand"; return 0
+    fi
+  done
+  local root=${PYENV_ROOT:-$HOME/.pyenv}
+  for v in $(ls -d "$root"/versions/3.* 2>/dev/null | sort -V -r); do
+    for cand in "$v"/bin/python3.*[0-9]; do
+      [ -x "$cand" ] || continue
+      if "$cand" -c "import sys; sys.exit(0 if sys.version_info >= (3, $minor) else 1)" 2>/dev/null; then
+        echo "$cand"; return 0
+      fi
+    done
+  done
+  return 1
+}
+
+# Re-install only when the inputs changed (hash stamp inside the venv).
+stamp_ok() { [ -f "$1/.driftstack-stamp" ] && [ "$(cat "$1/.driftstack-stamp")" = "$2" ]; }
+
+PY311=$(find_python 11) || { echo "Python >= 3.11 not found. Install it (e.g. 'pyenv install 3.11') and re-run." >&2; exit 1; }
+PY313=$(find_python 13) || { cat >&2 <<MSG
+LocalStack on the host needs Python >= 3.13 (localstack-core 2026.3 fails on 3.11/3.12).
+None was found on PATH or under pyenv (\$PYENV_ROOT/versions). Install one, e.g.:
+    pyenv install 3.13      # or: apt-get install python3.13
+then re-run: make setup
+(Or use Docker instead: see localstack/docker-compose.yml and the README.)
+MSG
+exit 1; }
+
+# --- project venv ---
+h=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if stamp_ok .venv "$h"; then say "project venv up to date (.venv)"; else
+  say "creating project venv with $PY311"
+  [ -x .venv/bin/python ] || "$PY311" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e ".[spark,cdk,dev]"
+  echo "$h" > .venv/.driftstack-stamp
+fi
+
+# --- LocalStack venv ---
+h=$(cat localstack/requirements.txt localstack/plugin/pyproject.toml | sha256sum | cut -c1-16)
+if stamp_ok .venv-localstack "$h"; then say "LocalStack venv up to date (.venv-localstack)"; else
+  say "creating LocalStack venv with $PY313"
+  [ -x .venv-localstack/bin/python ] || "$PY313" -m venv .venv-localstack
+  .venv-localstack/bin/pip install -q --upgrade pip >/dev/null
+  .venv-localstack/bin/pip install -q -r localstack/requirements.txt
+  .venv-localstack/bin/pip install -q -e localstack/plugin
+  echo "$h" > .venv-localstack/.driftstack-stamp
+fi
+
+# --- CDK CLI ---
+h=$(sha256sum cdk/package.json | cut -c1-16)
+if [ -f cdk/node_modules/.driftstack-stamp ] && [ "$(cat cdk/node_modules/.driftstack-stamp)" = "$h" ]; then
+  say "CDK CLI up to date (cdk/node_modules)"
+else
+  command -v npm >/dev/null || { echo "Node.js/npm not found: install Node 20+ (apt-get install nodejs npm)." >&2; exit 1; }
+  say "installing the CDK CLI (aws-cdk@2, aws-cdk-local) with npm"
+  (cd cdk && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$h" > cdk/node_modules/.driftstack-stamp
+fi
+
+command -v java >/dev/null || say "warning: java not found; Spark training needs Java 17 (apt-get install openjdk-17-jre-headless)"
+say "done in $(( $(date +%s) - start ))s"
