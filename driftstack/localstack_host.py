@@ -1,0 +1,256 @@
+"""Run LocalStack on this host, without Docker.
+
+    python -m driftstack.localstack_host start|stop|status|logs [--port 4566] [--state-dir .state/localstack]
+
+LocalStack runs from its own virtualenv (.venv-localstack, Python >= 3.13, made by `make setup`) in
+the background, in its own process group, with our plugins (localstack/plugin): Lambda handlers run
+as host processes (driftstack-host executor) and DynamoDB is served by moto. Everything it writes
+stays under the state directory: pid file, log, LocalStack's filesystem root and its temp files.
+`stop` kills the whole process group, Lambda runtime processes included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_PORT = 4566
+DEFAULT_STATE_DIR = REPO / ".state" / "localstack"
+LAMBDA_RUNTIME_DIR = REPO / ".state" / "lambda-runtime"  # boto3 for the Lambda interpreters (setup builds it)
+LOCALSTACK_VENV = Path(os.environ.get("DRIFTSTACK_LOCALSTACK_VENV", REPO / ".venv-localstack"))
+EXECUTOR = "driftstack-host"  # names registered by localstack/plugin/pyproject.toml
+DYNAMODB_PROVIDER = "moto"
+
+# Environment of the LocalStack process. OVERRIDE_IN_DOCKER=0 + TMPDIR keep it from writing to
+# /var/lib/localstack, /tmp/localstack and /tmp/lambda (it believes it is in a container here).
+BASE_ENV = {
+    "SKIP_SSL_CERT_DOWNLOAD": "1",
+    "DISABLE_EVENTS": "1",  # no analytics calls
+    "DNS_ADDRESS": "0",  # no DNS server (would need port 53)
+    "OVERRIDE_IN_DOCKER": "0",
+    "LAMBDA_RUNTIME_EXECUTOR": EXECUTOR,
+    "PROVIDER_OVERRIDE_DYNAMODB": DYNAMODB_PROVIDER,
+    "LS_LOG": "info",
+}
+
+
+class LocalStackHostError(RuntimeError):
+    """LocalStack cannot be started/used as asked; the message says what to do."""
+
+
+@dataclass
+class Status:
+    running: bool
+    pid: int | None
+    port: int | None
+    url: str | None
+    healthy: bool
+    state_dir: str
+    services: dict | None = None
+
+
+def _paths(state_dir: Path | str | None) -> tuple[Path, Path, Path]:
+    state = Path(state_dir or DEFAULT_STATE_DIR).resolve()
+    return state, state / "localstack.pid", state / "localstack.log"
+
+
+def localstack_python() -> Path:
+    """The LocalStack venv's interpreter, checked to be Python >= 3.13 with localstack installed."""
+    py = LOCALSTACK_VENV / "bin" / "python"
+    if not py.exists():
+        raise LocalStackHostError(f"LocalStack virtualenv not found at {LOCALSTACK_VENV}: run `make setup` first")
+    check = subprocess.run(
+        [str(py), "-c", "import sys, localstack, driftstack_localstack; sys.exit(sys.version_info < (3, 13))"],
+        capture_output=True, text=True,
+    )
+    if check.returncode != 0:
+        raise LocalStackHostError(
+            f"{py} is not a usable LocalStack environment (needs Python >= 3.13 with localstack-core and "
+            f"localstack/plugin installed): run `make setup`. Details: {check.stderr.strip()[-300:]}"
+        )
+    return py
+
+
+def health(url: str, timeout: float = 1.0) -> dict | None:
+    """LocalStack's /_localstack/health document, or None when it does not answer like LocalStack."""
+    try:
+        with urllib.request.urlopen(f"{url}/_localstack/health", timeout=timeout) as resp:
+            doc = json.loads(resp.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    return doc if isinstance(doc, dict) and "services" in doc else None
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_pid(pid_file: Path) -> dict | None:
+    try:
+        return json.loads(pid_file.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def status(state_dir: Path | str | None = None) -> Status:
+    state, pid_file, _ = _paths(state_dir)
+    info = _read_pid(pid_file)
+    if not info or not _group_alive(info["pid"]):
+        return Status(False, None, None, None, False, str(state))
+    url = f"http://localhost:{info['port']}"
+    doc = health(url)
+    return Status(True, info["pid"], info["port"], url, doc is not None, str(state), doc and doc.get("services"))
+
+
+def wait_healthy(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None, log: Path | None = None) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (doc := health(url, timeout=0.5)) is not None:
+            return doc
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise LocalStackHostError(f"LocalStack exited with code {proc.returncode} during startup:\n{tail}")
+        time.sleep(0.1)
+    raise LocalStackHostError(f"LocalStack at {url} not healthy after {timeout:.0f}s (see the log)")
+
+
+_CHILDREN: dict[int, subprocess.Popen] = {}  # reap what this process started
+
+
+def start(port: int = DEFAULT_PORT, state_dir: Path | str | None = None, timeout: float = 30.0,
+          extra_env: dict[str, str] | None = None) -> Status:
+    """Start LocalStack in the background (or reuse ours if already running) and wait until healthy."""
+    state, pid_file, log_file = _paths(state_dir)
+    current = status(state)
+    if current.running:
+        if current.port != port:
+            raise LocalStackHostError(
+                f"LocalStack from {state} already runs on port {current.port}; stop it first "
+                f"(python -m driftstack.localstack_host stop --state-dir {state})")
+        wait_healthy(current.url, timeout)
+        return status(state)
+    if not _port_free(port):
+        what = "another LocalStack" if health(f"http://localhost:{port}") else "another process"
+        raise LocalStackHostError(
+            f"port {port} is already in use by {what} (not started from {state}); "
+            f"stop it or choose another port with --port")
+    py = localstack_python()
+    for sub in ("fs", "tmp"):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env.update(BASE_ENV)
+    env.update({
+        "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+        "FILESYSTEM_ROOT": str(state / "fs"),
+        "TMPDIR": str(state / "tmp"),  # Lambda code/layer unzip (tempfile.gettempdir()/lambda)
+        "DRIFTSTACK_STATE_DIR": str(state),
+        "DRIFTSTACK_LAMBDA_RUNTIME_DIR": str(LAMBDA_RUNTIME_DIR),
+        **(extra_env or {}),
+    })
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            [str(py), "-m", "localstack.runtime.main"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env=env, cwd=state, start_new_session=True,  # own process group: stop kills all of it
+        )
+    _CHILDREN[proc.pid] = proc
+    pid_file.write_text(json.dumps({"pid": proc.pid, "port": port}))
+    try:
+        wait_healthy(f"http://localhost:{port}", timeout, proc, log_file)
+    except LocalStackHostError:
+        stop(state)
+        raise
+    return status(state)
+
+
+def stop(state_dir: Path | str | None = None, timeout: float = 10.0) -> bool:
+    """Terminate LocalStack and every process of its group (Lambda runtimes). True if something ran."""
+    state, pid_file, _ = _paths(state_dir)
+    info = _read_pid(pid_file)
+    if not info:
+        return False
+    pgid = info["pid"]
+    was_running = _group_alive(pgid)
+    if was_running:
+        os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            if (proc := _CHILDREN.get(pgid)) is not None:
+                proc.poll()  # reap, or the zombie keeps the group "alive"
+            time.sleep(0.1)
+        if _group_alive(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+    if (proc := _CHILDREN.pop(pgid, None)) is not None:
+        proc.wait()
+    pid_file.unlink(missing_ok=True)
+    return was_running
+
+
+def logs(state_dir: Path | str | None = None, lines: int = 100) -> str:
+    _, _, log_file = _paths(state_dir)
+    if not log_file.exists():
+        return ""
+    return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m driftstack.localstack_host", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["start", "stop", "status", "logs"])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("DRIFTSTACK_LOCALSTACK_PORT", DEFAULT_PORT)))
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument("--lines", type=int, default=100, help="logs: how many lines")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "start":
+            t0 = time.monotonic()
+            st = start(args.port, args.state_dir)
+            print(f"LocalStack healthy at {st.url} (pid {st.pid}) in {time.monotonic() - t0:.1f}s; state {st.state_dir}")
+        elif args.command == "stop":
+            print("stopped" if stop(args.state_dir) else "not running")
+        elif args.command == "status":
+            st = status(args.state_dir)
+            print(json.dumps(asdict(st), indent=2))
+            return 0 if st.running and st.healthy else 1
+        else:
+            print(logs(args.state_dir, args.lines))
+    except LocalStackHostError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
