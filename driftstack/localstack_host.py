@@ -26,8 +26,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PORT = 4566
-DEFAULT_STATE_DIR = REPO / ".state" / "localstack"
-LAMBDA_RUNTIME_DIR = REPO / ".state" / "lambda-runtime"  # boto3 for the Lambda interpreters (setup builds it)
+STATE_ROOT = Path(os.environ.get("DRIFTSTACK_STATE_DIR") or REPO / ".state")  # project-wide state (Makefile sets it)
+DEFAULT_STATE_DIR = STATE_ROOT / "localstack"
+LAMBDA_RUNTIME_DIR = STATE_ROOT / "lambda-runtime"  # boto3 for the Lambda interpreters (setup builds it)
 LOCALSTACK_VENV = Path(os.environ.get("DRIFTSTACK_LOCALSTACK_VENV", REPO / ".venv-localstack"))
 EXECUTOR = "driftstack-host"  # names registered by localstack/plugin/pyproject.toml
 DYNAMODB_PROVIDER = "moto"
@@ -176,7 +177,7 @@ def start(port: int = DEFAULT_PORT, state_dir: Path | str | None = None, timeout
         "GATEWAY_LISTEN": f"127.0.0.1:{port}",
         "FILESYSTEM_ROOT": str(state / "fs"),
         "TMPDIR": str(state / "tmp"),  # Lambda code/layer unzip (tempfile.gettempdir()/lambda)
-        "DRIFTSTACK_STATE_DIR": str(state),
+        "DRIFTSTACK_LOCALSTACK_STATE_DIR": str(state),  # the Lambda runner's working files
         "DRIFTSTACK_LAMBDA_RUNTIME_DIR": str(LAMBDA_RUNTIME_DIR),
         **(extra_env or {}),
     })

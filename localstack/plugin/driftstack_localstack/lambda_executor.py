@@ -6,7 +6,7 @@ interpreter matching the function's runtime, running ``lambda_shim.py``. LocalSt
 invocation at a time per environment and creates more environments for concurrent invocations, so
 the executor simply writes a request line to the process and waits for its result line.
 
-Layout under ``$DRIFTSTACK_STATE_DIR/lambda`` (or LocalStack's tmp dir):
+Layout under ``$DRIFTSTACK_LOCALSTACK_STATE_DIR/lambda`` (set by the launcher; else LocalStack's tmp dir):
     <function>-<qualifier>-<account>-<region>/<env id>/{log, tmp/}
 LocalStack itself unzips code and layers (under TMPDIR, which the launcher points at our state dir).
 """
@@ -35,7 +35,7 @@ SHIM = Path(__file__).with_name("lambda_shim.py")
 
 
 def state_root() -> Path:
-    base = os.environ.get("DRIFTSTACK_STATE_DIR") or config.dirs.tmp
+    base = os.environ.get("DRIFTSTACK_LOCALSTACK_STATE_DIR") or config.dirs.tmp
     return Path(base) / "lambda"
 
 
