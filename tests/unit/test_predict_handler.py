@@ -1,0 +1,440 @@
+"""The predict Lambda handler with the sample events in events/, on moto (DynamoDB, S3, SQS) and a
+toy ONNX model that has the exported pipeline's exact input signature."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import boto3
+import numpy as np
+import onnxruntime as ort
+import pytest
+from moto import mock_aws
+
+from driftstack import encoding
+from driftstack import features as fc
+from driftstack.registry import read_pointer, write_pointer
+from driftstack.schema import example_features
+from driftstack.serving.request_log import LogSettings, query_window, read_archive, table_definition, utc_now
+from driftstack.serving.toy_model import build_toy_model, publish
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+BUCKET, MODELS, LOG_TABLE = "artifacts", "models", "request-log"
+
+
+class Ctx:
+    function_name = "predict"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:predict"
+    aws_request_id = "unit-test"
+
+
+def event(name: str, body=None) -> dict:
+    e = json.loads((EVENTS / f"{name}.json").read_text())
+    if body is not None:
+        e["body"] = body if isinstance(body, str) else json.dumps(body)
+    return e
+
+
+def call(app, e: dict) -> tuple[int, dict, dict]:
+    resp = app.handler(e, Ctx())
+    headers = {k.lower(): v[0] for k, v in (resp.get("multiValueHeaders") or {}).items()}
+    headers.update({k.lower(): v for k, v in (resp.get("headers") or {}).items()})
+    return resp["statusCode"], json.loads(resp["body"]), headers
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_DEV", "false")
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        ddb = boto3.client("dynamodb")
+        ddb.create_table(TableName=MODELS, AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST")
+        ddb.create_table(**table_definition(LOG_TABLE))
+        sqs = boto3.client("sqs")
+        queue_url = sqs.create_queue(QueueName="request-log-fallback")["QueueUrl"]
+        for k, v in {"MODELS_TABLE": MODELS, "REQUEST_LOG_TABLE": LOG_TABLE, "ARTIFACT_BUCKET": BUCKET,
+                     "FALLBACK_QUEUE_URL": queue_url}.items():
+            monkeypatch.setenv(k, v)
+        yield SimpleNamespace(s3=s3, ddb=ddb, sqs=sqs, queue_url=queue_url,
+                              models=boto3.resource("dynamodb").Table(MODELS),
+                              settings=LogSettings(table=LOG_TABLE, bucket=BUCKET, queue_url=queue_url))
+
+
+def load_app(name: str = "predict"):
+    """A fresh import of functions/<name>/app.py (its module level is the Lambda cold start)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_app_{uuid.uuid4().hex}", ROOT / "functions" / name / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def champion(aws_env):
+    blob = build_toy_model()
+    return SimpleNamespace(blob=blob, **publish(aws_env.s3, aws_env.models, BUCKET, blob, version="1"))
+
+
+@pytest.fixture
+def app(aws_env, champion):
+    module = load_app()
+    yield module
+    module.REQUEST_LOG.close()
+
+
+def expected(blob: bytes, rows: list[dict]) -> np.ndarray:
+    sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    return sess.run(["prediction"], encoding.encode(rows))[0].reshape(-1)
+
+
+def log_item(aws_env, request_id: str) -> dict | None:
+    return aws_env.ddb.get_item(TableName=LOG_TABLE, Key={"request_id": {"S": request_id}}).get("Item")
+
+
+# ------------------------------------------------------------------ predict
+
+def test_single_prediction_is_served_and_logged(app, aws_env, champion):
+    e = event("predict_single")
+    code, body, headers = call(app, e)
+    assert code == 200, body
+    feats = json.loads(e["body"])["features"]
+    assert body["predicted_fare"] == pytest.approx(float(expected(champion.blob, [feats])[0]), abs=1e-4)
+    assert body["model_version"] == "1" and body["model_name"] == "taxi-fare"
+    assert body["latency_ms"] > 0 and "item_ids" not in body
+    assert headers["content-type"] == "application/json"
+
+    item = log_item(aws_env, body["request_id"])
+    assert item is not None, "prediction was not logged to DynamoDB"
+    assert float(item["prediction"]["N"]) == pytest.approx(body["predicted_fare"], abs=1e-4)
+    assert item["model_version"]["S"] == "1"
+    assert item["features"]["M"]["pickup_borough"]["S"] == feats["pickup_borough"]
+    assert item["time_bucket"]["S"] == item["ts"]["S"][:13]
+    assert int(item["expires_at"]["N"]) > utc_now().timestamp() + 29 * 86400  # default TTL 30 days
+
+    now = utc_now()
+    window = list(query_window(aws_env.ddb, aws_env.settings, now.replace(minute=0, second=0), now))
+    assert [r["request_id"] for r in window] == [body["request_id"]]
+    archived = list(read_archive(aws_env.s3, aws_env.settings, now.replace(minute=0, second=0), now))
+    assert [r["request_id"] for r in archived] == [body["request_id"]]
+    assert archived[0]["features"] == feats
+
+
+def test_batch_prediction_logs_every_instance(app, aws_env, champion):
+    e = event("predict_batch")
+    code, body, _ = call(app, e)
+    assert code == 200, body
+    instances = json.loads(e["body"])["instances"]
+    assert body["predicted_fare"] == pytest.approx(expected(champion.blob, instances).tolist(), abs=1e-4)
+    assert len(body["item_ids"]) == len(instances) == 3
+    for item_id, pred in zip(body["item_ids"], body["predicted_fare"]):
+        item = log_item(aws_env, item_id)
+        assert item["batch_id"]["S"] == body["request_id"]
+        assert float(item["prediction"]["N"]) == pytest.approx(pred, abs=1e-4)
+    keys = [o["Key"] for o in aws_env.s3.list_objects_v2(Bucket=BUCKET, Prefix="requests/")["Contents"]]
+    assert len(keys) == 1 and keys[0].endswith(f"-{body['request_id']}.jsonl")  # one object per call
+    lines = aws_env.s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read().decode().splitlines()
+    assert [json.loads(x)["request_id"] for x in lines] == body["item_ids"]
+
+
+def test_large_batch_of_1000(app, aws_env):
+    rows = [dict(example_features(), trip_distance=0.5 + i % 40) for i in range(1000)]
+    code, body, _ = call(app, event("predict_single", {"instances": rows}))
+    assert code == 200, body
+    assert len(body["predicted_fare"]) == 1000
+    assert aws_env.ddb.scan(TableName=LOG_TABLE, Select="COUNT")["Count"] == 1000
+
+
+def test_bad_input_names_every_field(app):
+    code, body, _ = call(app, event("predict_bad_input"))
+    assert code == 422
+    by_field = {e["field"]: e for e in body["errors"]}
+    assert set(by_field) == {"features.trip_distance", "features.pickup_borough", "features.passenger_count",
+                             "features.payment_type", "features.tip"}
+    assert by_field["features.trip_distance"]["type"] == "less_than_equal"
+    assert "100" in by_field["features.trip_distance"]["message"]
+    assert by_field["features.pickup_borough"]["type"] == "literal_error"
+    assert "Manhattan" in by_field["features.pickup_borough"]["message"]
+    assert by_field["features.passenger_count"]["type"] == "int_type"
+    assert by_field["features.payment_type"]["type"] == "missing"
+    assert by_field["features.tip"]["type"] == "extra_forbidden"
+    assert "features.trip_distance" in body["message"]
+
+
+@pytest.mark.parametrize("body, field, kind", [
+    ({"instances": [dict(example_features(), RatecodeID=9)]}, "instances.0.RatecodeID", "literal_error"),
+    ({"instances": []}, "instances", "too_short"),
+    ({"features": example_features(), "extra": 1}, "extra", "extra_forbidden"),
+    ({}, "features", "missing"),
+    ([], "body", "model_attributes_type"),
+    ({"features": dict(example_features(), is_weekend=True)}, "features.is_weekend", "int_type"),
+    ('{"features": {"trip_distance": NaN}}', "features.trip_distance", "finite_number"),
+])
+def test_validation_errors_are_422_with_the_field(app, body, field, kind):
+    code, out, _ = call(app, event("predict_single", body if isinstance(body, str) else json.dumps(body)))
+    assert code == 422, out
+    assert (field, kind) in {(e["field"], e["type"]) for e in out["errors"]}
+
+
+def test_malformed_json_is_400(app):
+    code, body, _ = call(app, event("predict_malformed_json"))
+    assert code == 400
+    assert "malformed JSON" in body["message"]
+
+
+def test_batch_over_limit_is_413(aws_env, champion, monkeypatch):
+    monkeypatch.setenv("BATCH_LIMIT", "5")
+    app = load_app()
+    ok, _, _ = call(app, event("predict_single", {"instances": [example_features()] * 5}))
+    code, body, _ = call(app, event("predict_single", {"instances": [example_features()] * 6}))
+    assert (ok, code) == (200, 413)
+    assert "at most 5" in body["message"]
+
+
+def test_body_too_large_is_413(aws_env, champion, monkeypatch):
+    monkeypatch.setenv("MAX_BODY_BYTES", "2000")
+    app = load_app()
+    code, body, _ = call(app, event("predict_single", {"instances": [example_features()] * 10}))
+    assert code == 413 and "limit is 2000" in body["message"]
+
+
+def test_unknown_route_404_and_wrong_method_405(app):
+    assert call(app, event("unknown_route"))[0] == 404
+    code, body, headers = call(app, event("wrong_method"))
+    assert code == 405 and headers["allow"] == "POST"
+    assert "GET is not allowed" in body["message"]
+
+
+# ------------------------------------------------------------------ health, model, openapi
+
+def test_health_and_model_info(app, champion):
+    code, body, _ = call(app, event("health"))
+    assert code == 200
+    assert body == {"status": "ok", "model_loaded": True, "model_name": "taxi-fare", "model_version": "1",
+                    "log_sink_healthy": True, "degraded_reasons": []}
+    code, info, _ = call(app, event("model"))
+    assert code == 200
+    assert info["sha256"] == champion.sha256 and info["model_version"] == "1"
+    assert info["artifact"] == f"s3://{BUCKET}/{champion.prefix}"
+    assert info["metadata"]["contract_hash"] == fc.contract_hash()
+
+
+def test_openapi_document_comes_from_the_models(app):
+    code, doc, _ = call(app, event("openapi"))
+    assert code == 200
+    assert set(doc["paths"]) == {"/v1/predict", "/v1/health", "/v1/model", "/v1/feedback"}
+    trip = doc["components"]["schemas"]["TripFeatures"]
+    assert set(trip["required"]) == set(fc.FEATURE_NAMES)
+    assert trip["additionalProperties"] is False
+    assert trip["properties"]["trip_distance"]["maximum"] == fc.BY_NAME["trip_distance"].high
+    assert trip["properties"]["pickup_borough"]["enum"] == list(fc.BOROUGHS)
+    batch = doc["components"]["schemas"]["BatchPredictRequest"]
+    assert batch["properties"]["instances"]["maxItems"] == 1000
+    assert doc["components"]["securitySchemes"]["apiKey"]["name"] == "x-api-key"
+    assert "422" in doc["paths"]["/v1/predict"]["post"]["responses"]
+
+
+def test_no_model_is_503(aws_env):
+    app = load_app()  # no pointer published
+    code, body, _ = call(app, event("predict_single"))
+    assert code == 503 and "no model is loaded" in body["message"]
+    assert "no champion pointer" in body["message"]
+    code, health, _ = call(app, event("health"))
+    assert code == 503 and health["status"] == "unavailable" and not health["model_loaded"]
+    assert call(app, event("model"))[0] == 503
+
+
+# ------------------------------------------------------------------ feedback
+
+def test_feedback_attaches_ground_truth(app, aws_env):
+    _, pred, _ = call(app, event("predict_single"))
+    code, body, _ = call(app, event("feedback", {"request_id": pred["request_id"], "actual_fare": 41.5}))
+    assert code == 200, body
+    assert body["predicted_fare"] == pytest.approx(pred["predicted_fare"], abs=1e-4)
+    item = log_item(aws_env, pred["request_id"])
+    assert float(item["actual_fare"]["N"]) == 41.5 and "feedback_ts" in item
+    keys = [o["Key"] for o in aws_env.s3.list_objects_v2(Bucket=BUCKET, Prefix="feedback/")["Contents"]]
+    assert len(keys) == 1
+    doc = json.loads(aws_env.s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read())
+    assert doc["request_id"] == pred["request_id"] and doc["actual_fare"] == 41.5
+
+
+def test_feedback_for_batch_item(app, aws_env):
+    _, pred, _ = call(app, event("predict_batch"))
+    code, _, _ = call(app, event("feedback", {"request_id": pred["item_ids"][1], "actual_fare": 70.0}))
+    assert code == 200
+    assert float(log_item(aws_env, pred["item_ids"][1])["actual_fare"]["N"]) == 70.0
+
+
+def test_feedback_unknown_id_is_404_and_invalid_is_422(app):
+    code, body, _ = call(app, event("feedback_unknown"))
+    assert code == 404 and "no-such-request" in body["message"]
+    code, body, _ = call(app, event("feedback", {"request_id": "x", "actual_fare": -1}))
+    assert code == 422 and body["errors"][0]["field"] == "actual_fare"
+
+
+# ------------------------------------------------------------------ model handling
+
+@pytest.fixture
+def fast_refresh(monkeypatch):
+    monkeypatch.setenv("MODEL_REFRESH_SECONDS", "0")
+
+
+def test_hot_swap_then_corrupt_artifact_keeps_previous(aws_env, champion, fast_refresh):
+    app = load_app()
+    assert call(app, event("predict_single"))[1]["model_version"] == "1"
+
+    blob2 = build_toy_model(base=10.0)
+    publish(aws_env.s3, aws_env.models, BUCKET, blob2, version="2")
+    _, body, _ = call(app, event("predict_single"))
+    assert body["model_version"] == "2"
+    feats = json.loads(event("predict_single")["body"])["features"]
+    assert body["predicted_fare"] == pytest.approx(float(expected(blob2, [feats])[0]), abs=1e-4)
+
+    # Version 3: the pointer's sha256 does not match the bytes in S3.
+    publish(aws_env.s3, aws_env.models, BUCKET, build_toy_model(base=20.0), version="3", sha256="0" * 64)
+    code, body, _ = call(app, event("predict_single"))
+    assert code == 200 and body["model_version"] == "2"
+    _, health, _ = call(app, event("health"))
+    assert health["status"] == "degraded" and health["model_version"] == "2"
+    assert any("sha256 mismatch" in r and "still serving 2" in r for r in health["degraded_reasons"])
+
+    # A good version 4 clears the degradation.
+    publish(aws_env.s3, aws_env.models, BUCKET, build_toy_model(base=30.0), version="4")
+    assert call(app, event("predict_single"))[1]["model_version"] == "4"
+    assert call(app, event("health"))[1]["status"] == "ok"
+
+
+def test_pointer_not_rechecked_before_interval(aws_env, champion, monkeypatch):
+    monkeypatch.setenv("MODEL_REFRESH_SECONDS", "3600")
+    app = load_app()
+    publish(aws_env.s3, aws_env.models, BUCKET, build_toy_model(base=10.0), version="2")
+    assert call(app, event("predict_single"))[1]["model_version"] == "1"
+    app.MODELS.refresh()  # what the interval expiring does
+    assert call(app, event("predict_single"))[1]["model_version"] == "2"
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ("garbage", "onnxruntime cannot load"),
+    ("contract", "feature contract"),
+    ("signature", "do not match the feature contract"),
+    ("missing", "download of"),
+])
+def test_bad_artifacts_are_refused(aws_env, champion, fast_refresh, bad, reason):
+    app = load_app()
+    if bad == "garbage":
+        publish(aws_env.s3, aws_env.models, BUCKET, b"not an onnx model", version="2")
+    elif bad == "contract":
+        publish(aws_env.s3, aws_env.models, BUCKET, build_toy_model(base=9.0), version="2",
+                metadata={"contract_hash": "f" * 64})
+    elif bad == "signature":
+        publish(aws_env.s3, aws_env.models, BUCKET, _model_without_dropoff(), version="2")
+    else:
+        current = read_pointer(aws_env.models)
+        write_pointer(aws_env.models, model_name="taxi-fare", version="2", bucket=BUCKET,
+                      prefix="models/taxi-fare/doesnotexist/", sha256="a" * 64, expected_version=current.version)
+    code, body, _ = call(app, event("predict_single"))
+    assert code == 200 and body["model_version"] == "1"
+    _, health, _ = call(app, event("health"))
+    assert health["status"] == "degraded"
+    assert any(reason in r for r in health["degraded_reasons"]), health
+
+
+def _model_without_dropoff() -> bytes:
+    import onnx
+    from onnx import helper
+
+    model = onnx.load_from_string(build_toy_model(base=5.0))
+    graph = model.graph
+    node = next(n for n in graph.node if n.input and n.input[0] == "dropoff_borough")
+    graph.node.remove(node)
+    sum_node = next(n for n in graph.node if n.op_type == "Sum")
+    sum_node.input.remove("dropoff_borough_offset")
+    graph.input.remove(next(i for i in graph.input if i.name == "dropoff_borough"))
+    onnx.checker.check_model(model)
+    return helper.make_model(graph, opset_imports=model.opset_import).SerializeToString()
+
+
+# ------------------------------------------------------------------ request log failures
+
+def test_dynamodb_failure_goes_to_fallback_and_health_says_so(app, aws_env):
+    def reject(**_):
+        from botocore.exceptions import ClientError
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                          "PutItem")
+
+    app.REQUEST_LOG._ddb.put_item = reject
+    code, body, _ = call(app, event("predict_single"))
+    assert code == 200, body
+    assert log_item(aws_env, body["request_id"]) is None
+    msgs = aws_env.sqs.receive_message(QueueUrl=aws_env.queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert len(msgs) == 1
+    msg = json.loads(msgs[0]["Body"])
+    assert msg["sinks"] == ["dynamodb"] and msg["records"][0]["request_id"] == body["request_id"]
+    _, health, _ = call(app, event("health"))
+    assert health["status"] == "degraded" and health["log_sink_healthy"] is False
+    assert any("ProvisionedThroughputExceeded" in r for r in health["degraded_reasons"])
+
+    replay = load_app("replay_log")
+    out = replay.handler({"Records": [_sqs_record(m) for m in msgs]}, Ctx())
+    assert out == {"batchItemFailures": []}
+    assert log_item(aws_env, body["request_id"]) is not None
+
+
+def test_every_sink_down_is_503_not_an_unlogged_prediction(app):
+    def boom(**_):
+        raise ConnectionError("down")
+
+    app.REQUEST_LOG._ddb.put_item = boom
+    app.REQUEST_LOG._s3.put_object = boom
+    app.REQUEST_LOG._sqs.send_message = boom
+    code, body, _ = call(app, event("predict_single"))
+    assert code == 503 and "request log unavailable" in body["message"]
+
+
+def test_replay_reports_bad_messages_individually(app, aws_env):
+    replay = load_app("replay_log")
+    good = {"v": 1, "kind": "requests", "sinks": ["dynamodb"], "key": "requests/x.jsonl", "records": [
+        {"request_id": "r-1", "ts": "2026-11-23T04:00:00.000000Z", "features": example_features(),
+         "prediction": 12.5, "model_name": "taxi-fare", "model_version": "1", "latency_ms": 0.2}]}
+    records = [_sqs_record({"MessageId": "ok", "Body": json.dumps(good), "ReceiptHandle": "h1"}),
+               _sqs_record({"MessageId": "bad", "Body": "{not json", "ReceiptHandle": "h2"})]
+    out = replay.handler({"Records": records}, Ctx())
+    assert out == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+    assert log_item(aws_env, "r-1") is not None
+
+
+def _sqs_record(msg: dict) -> dict:
+    return {"messageId": msg["MessageId"], "receiptHandle": msg["ReceiptHandle"], "body": msg["Body"],
+            "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "",
+            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:request-log-fallback",
+            "awsRegion": "us-east-1"}
+
+
+def test_sample_events_cover_the_api():
+    names = {p.stem for p in EVENTS.glob("*.json")}
+    assert {"predict_single", "predict_batch", "predict_bad_input", "predict_malformed_json", "health", "model",
+            "feedback", "feedback_unknown", "wrong_method", "unknown_route", "scheduled"} <= names
+    single = json.loads(event("predict_single")["body"])
+    assert set(single["features"]) == set(fc.FEATURE_NAMES)
+    # the "valid" samples really are valid for the schema, the bad one really is not
+    from pydantic import TypeAdapter, ValidationError
+    from driftstack.schema import predict_request_type
+    adapter = TypeAdapter(predict_request_type())
+    for name in ("predict_single", "predict_batch"):
+        adapter.validate_json(event(name)["body"])
+    with pytest.raises(ValidationError):
+        adapter.validate_json(event("predict_bad_input")["body"])
