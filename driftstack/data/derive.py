@@ -154,6 +154,12 @@ def derive(columns: Mapping[str, np.ndarray], *, require_target: bool = True,
         "is_rush_hour": (~weekend & np.isin(hour, list(RUSH_HOURS))).astype(np.float64),
     }
 
+    # The model's ONNX inputs are float32 (DESIGN §2), so numeric features are rounded to float32
+    # here, before Spark ever sees them: Spark then learns split thresholds between values the ONNX
+    # model receives exactly, and the exporter (spark_jobs.onnx_export) can round each threshold
+    # down to float32 so ``x <= t`` decides the same way in both engines - no ties at the boundary.
+    derived_num = {k: v.astype(np.float32).astype(np.float64) for k, v in derived_num.items()}
+
     table = borough_table()
     derived_cat = {"RatecodeID": _tokens(raw["RatecodeID"]),
                    "payment_type": _tokens(raw["payment_type"])}
