@@ -84,7 +84,8 @@ def utc_now() -> datetime:
 
 
 def iso(ts: datetime) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC ISO-8601 with microseconds and Z (fixed width, so strings sort by time)."""
+    return ts.astimezone(timezone.utc).isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def make_record(*, request_id: str, ts: str, features: dict[str, Any], prediction: float,

@@ -11,6 +11,7 @@ import time, outside the request path.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from http import HTTPStatus
@@ -80,6 +81,11 @@ def _doc(model: type, description: str, *errors: int) -> dict:
     return out
 
 
+def _json(code: int, body: Any, headers: dict | None = None) -> Response:
+    # Serialize here: a str body skips Powertools' recursive jsonable_encoder (~40 µs per request).
+    return Response(code, content_types.APPLICATION_JSON, json.dumps(body, separators=(",", ":")), headers=headers)
+
+
 def _unavailable(message: str) -> ServiceError:
     return ServiceError(HTTPStatus.SERVICE_UNAVAILABLE, message)
 
@@ -123,7 +129,7 @@ def predict(body: Annotated[PredictRequest, Body()]):  # type: ignore[valid-type
            "model_name": model.name, "model_version": model.version, "latency_ms": latency_ms}
     if batch:
         out["item_ids"] = item_ids
-    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, out)
+    return _json(HTTPStatus.OK, out)
 
 
 @_route("GET", "/health", summary="Model loaded, its version, log sink health, degraded reasons",
@@ -139,7 +145,7 @@ def health():
             "model_name": model.name if model else None, "model_version": model.version if model else None,
             "log_sink_healthy": log_reason is None, "degraded_reasons": reasons}
     code = HTTPStatus.SERVICE_UNAVAILABLE if model is None else HTTPStatus.OK
-    return Response(code, content_types.APPLICATION_JSON, body)
+    return _json(code, body)
 
 
 @_route("GET", "/model", summary="Metadata of the serving model",
@@ -148,7 +154,7 @@ def model_info():
     model = MODELS.get()
     if model is None:
         raise _unavailable("no model is loaded: " + "; ".join(MODELS.degraded.values()))
-    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, model.info())
+    return _json(HTTPStatus.OK, model.info())
 
 
 @_route("POST", "/feedback", summary="Report the actual fare of a past prediction",
@@ -165,7 +171,7 @@ def feedback(body: Annotated[schema.FeedbackRequest, Body()]):
         logger.exception("feedback write failed")
         raise _unavailable(f"feedback store unavailable, retry later ({type(exc).__name__})") from exc
     _count("Feedback")
-    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, {
+    return _json(HTTPStatus.OK, {
         "request_id": body.request_id, "actual_fare": body.actual_fare,
         "predicted_fare": record["prediction"], "model_version": record["model_version"]})
 
@@ -191,7 +197,7 @@ def _error(code: int, message: str, errors: list[dict] | None = None, headers: d
     body: dict[str, Any] = {"statusCode": int(code), "message": message}
     if errors is not None:
         body["errors"] = errors
-    return Response(code, content_types.APPLICATION_JSON, body, headers=headers)
+    return _json(code, body, headers)
 
 
 def _field(loc: tuple) -> str:
