@@ -201,7 +201,7 @@ def run(cfg: TrainConfig) -> dict:
         train_rmse = metrics.rmse(ref[F.TARGET.name].to_numpy(), ref[PREDICTION].to_numpy())
 
     metadata = {
-        "contract_hash": F.contract_hash(), "feature_names": list(F.FEATURE_NAMES), "target": F.TARGET.name,
+        "model_name": cfg.model_name, "sha256": sha256_hex(model_bytes), "contract_hash": F.contract_hash(), "feature_names": list(F.FEATURE_NAMES), "target": F.TARGET.name,
         "onnx": {"inputs": [{"name": i.name, "type": "float" if f.kind == "numeric" else "string", "shape": [None, 1]}
                             for i, f in zip(onnx_model.graph.input, F.FEATURES)],
                  "output": onnx_model.graph.output[0].name, "opset": {o.domain or "ai.onnx": o.version
