@@ -119,6 +119,17 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _pid_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (reaps it if it is our child)."""
+    if (proc := _CHILDREN.get(pid)) is not None:
+        return proc.poll() is None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _read_pid(pid_file: Path) -> dict | None:
     try:
         return json.loads(pid_file.read_text())
@@ -197,8 +208,12 @@ def start(port: int = DEFAULT_PORT, state_dir: Path | str | None = None, timeout
     return status(state)
 
 
-def stop(state_dir: Path | str | None = None, timeout: float = 10.0) -> bool:
-    """Terminate LocalStack and every process of its group (Lambda runtimes). True if something ran."""
+def stop(state_dir: Path | str | None = None, timeout: float = 3.0) -> bool:
+    """Terminate LocalStack and every process of its group (Lambda runtimes). True if something ran.
+
+    LocalStack gets `timeout` seconds to shut down (it keeps no state we need: PERSISTENCE is off).
+    Its shutdown can hang on the Lambda log shipper retrying CloudWatch calls against the gateway
+    that is already closing, so after that the group is killed."""
     state, pid_file, _ = _paths(state_dir)
     info = _read_pid(pid_file)
     if not info:
@@ -206,14 +221,19 @@ def stop(state_dir: Path | str | None = None, timeout: float = 10.0) -> bool:
     pgid = info["pid"]
     was_running = _group_alive(pgid)
     if was_running:
-        os.killpg(pgid, signal.SIGTERM)
+        # LocalStack first, so it shuts its services (and Lambda environments) down in order;
+        # then whatever is left of the group.
+        try:
+            os.kill(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
         deadline = time.monotonic() + timeout
-        while _group_alive(pgid) and time.monotonic() < deadline:
-            if (proc := _CHILDREN.get(pgid)) is not None:
-                proc.poll()  # reap, or the zombie keeps the group "alive"
+        while _pid_alive(pgid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _group_alive(pgid):
-            os.killpg(pgid, signal.SIGKILL)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if _group_alive(pgid):
+                os.killpg(pgid, sig)
+                time.sleep(0.2)
     if (proc := _CHILDREN.pop(pgid, None)) is not None:
         proc.wait()
     pid_file.unlink(missing_ok=True)

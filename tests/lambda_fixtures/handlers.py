@@ -6,6 +6,11 @@ import sys
 import time
 
 
+def noop(event, context):
+    """Returns the event unchanged (latency benchmark)."""
+    return event
+
+
 def echo(event, context):
     """Echo the event with facts about the runtime; prints a marker to the function log."""
     import boto3  # provided by the runtime, not by the function zip
