@@ -3,6 +3,7 @@
 from aws_cdk import RemovalPolicy, Stack
 from constructs import Construct
 
+from driftstack_cdk.serving import Serving
 from driftstack_cdk.storage import Storage
 
 
@@ -13,3 +14,4 @@ class DriftstackStack(Stack):
         retain = str(self.node.try_get_context("retain") or "false").lower() == "true"
         removal = RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY
         self.storage = Storage(self, "Storage", removal_policy=removal)
+        self.serving = Serving(self, "Serving", storage=self.storage, removal_policy=removal)
