@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -81,6 +82,21 @@ def localstack_python() -> Path:
             f"localstack/plugin installed): run `make setup`. Details: {check.stderr.strip()[-300:]}"
         )
     return py
+
+
+def ensure_lambda_runtime(py: Path, runtimes: tuple[str, ...] = ("python3.12",)) -> None:
+    """The boto3 the Lambda runtimes provide, built once (pip, from PyPI) into .state/lambda-runtime.
+
+    `make setup` builds it; this only covers a missing directory (e.g. after `make clean`)."""
+    missing = [r for r in runtimes if not (LAMBDA_RUNTIME_DIR / r / ".driftstack-complete").exists()]
+    if not missing:
+        return
+    print(f"building the Lambda runtime packages (boto3) for {', '.join(missing)} in {LAMBDA_RUNTIME_DIR}",
+          file=sys.stderr)
+    build = subprocess.run([str(py), "-m", "driftstack_localstack.runtime_deps", "--dir", str(LAMBDA_RUNTIME_DIR),
+                            *missing], capture_output=True, text=True)
+    if build.returncode != 0:
+        raise LocalStackHostError(f"could not build the Lambda runtime packages: {build.stderr.strip()[-1000:]}")
 
 
 def health(url: str, timeout: float = 1.0) -> dict | None:
@@ -180,6 +196,11 @@ def start(port: int = DEFAULT_PORT, state_dir: Path | str | None = None, timeout
             f"port {port} is already in use by {what} (not started from {state}); "
             f"stop it or choose another port with --port")
     py = localstack_python()
+    ensure_lambda_runtime(py)
+    # LocalStack keeps no state across restarts (PERSISTENCE is off): drop the previous run's
+    # unzipped code/layers and runtime working dirs.
+    for sub in ("tmp", "lambda"):
+        shutil.rmtree(state / sub, ignore_errors=True)
     for sub in ("fs", "tmp"):
         (state / sub).mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}

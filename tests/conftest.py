@@ -30,10 +30,15 @@ SESSION_STATES = localstack_host.STATE_ROOT / "pytest-localstack"
 
 
 def _remove_stale_states() -> None:
-    """State dirs of earlier sessions whose LocalStack is gone (a crashed run); live ones are kept."""
+    """Leftovers of crashed sessions: dirs are named by the pytest pid; other live sessions are kept."""
     for d in SESSION_STATES.glob("*"):
-        if not localstack_host.status(d).running:
-            shutil.rmtree(d, ignore_errors=True)
+        owner = d.name.rsplit("-", 1)[-1]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            if d.is_dir():
+                localstack_host.stop(d)  # its LocalStack, if it survived
+                shutil.rmtree(d, ignore_errors=True)
+            else:
+                d.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -102,8 +102,7 @@ class HostRuntimeExecutor(RuntimeExecutor):
             "LAMBDA_TASK_ROOT": code_dir,
             "LAMBDA_RUNTIME_DIR": provided,
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}",
-            "LD_LIBRARY_PATH": ":".join(layer_libs),
-            "PYTHONUNBUFFERED": "1",
+            "LD_LIBRARY_PATH": ":".join([code_dir, f"{code_dir}/lib", *layer_libs]),  # as /var/task, /opt/lib
         }
         read_fd, write_fd = os.pipe()
         shim_config["result_fd"] = write_fd

@@ -7,7 +7,8 @@ mirrors that: for each Python version it uses a directory built once, with
 
     .venv-localstack/bin/python -m driftstack_localstack.runtime_deps --dir .state/lambda-runtime [python3.12 ...]
 
-The runner never downloads: a missing directory fails the function with a message naming this command.
+The runner never downloads: a missing directory fails the function with a message naming this command
+(the launcher, driftstack/localstack_host.py, runs this command itself when the directory is missing).
 """
 
 from __future__ import annotations
