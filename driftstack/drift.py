@@ -1,0 +1,480 @@
+"""The drift check: a window of logged traffic against the champion's reference profile.
+
+    python -m driftstack.drift --bucket B --models-table T [--window-minutes 1440] [--at ISO]
+
+Steps (each a plain function, so the Lambda, the CLI, the benchmark and the tests share them):
+
+1. :func:`window_for` — the window ``[end - minutes, end]`` with ``end`` floored to the check period,
+   so two checks fired for the same period (a retried EventBridge delivery, a manual re-run) see
+   the same window and derive the same id (the retraining execution name comes from it).
+2. :func:`load_window` — bulk read of the S3 request archive (``requests/dt=…/hour=…/*.jsonl``,
+   parallel GETs of only the hour partitions needed) and of the feedback archive.
+3. :func:`compute` — per-feature PSI/KL/JS and prediction PSI with :mod:`driftstack.profile` (the
+   one implementation: stored edges + ``searchsorted``), and performance drift (RMSE/MAE of the
+   window's feedback vs the champion's holdout figures).
+4. :func:`decide` — thresholds → ``insufficient_data`` / ``no_drift`` / ``drift`` and ``trigger``.
+5. :func:`persist` — JSON result + HTML report to S3, a summary item to the history table.
+
+Only numpy, boto3 and the driftstack contract are imported: this module runs inside the Lambda.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+
+from driftstack import features as F
+from driftstack import profile as P
+from driftstack import registry
+
+RESULTS_PREFIX = "drift/results/"
+REPORTS_PREFIX = "drift/reports/"
+HISTORY_DRIFT = "drift"          # history-table partition of drift results
+
+INSUFFICIENT = "insufficient_data"
+NO_DRIFT = "no_drift"
+DRIFT = "drift"
+NO_CHAMPION = "no_champion"
+
+
+class DriftCheckError(Exception):
+    """The check cannot run (no profile, bad configuration); the message says what is missing."""
+
+
+# ---------------------------------------------------------------- configuration
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """Thresholds and window settings (env: DRIFT_<FIELD upper-cased>, e.g. DRIFT_PSI_THRESHOLD)."""
+
+    psi_threshold: float = 0.2              # a feature with PSI >= this counts as drifted
+    min_drifted_features: int = 3           # this many drifted features trigger
+    prediction_psi_threshold: float = 0.2   # prediction PSI >= this triggers
+    rmse_degradation: float = 0.20          # window RMSE >= (1 + this) x holdout RMSE triggers
+    min_samples: int = 100                  # fewer requests: "insufficient data", no trigger
+    min_feedback: int = 30                  # fewer labelled requests: no performance verdict
+    window_minutes: float = 1440.0          # how far back the window reaches
+    period_minutes: float = 60.0            # the window end is floored to this (the schedule rate)
+    champion_only: bool = True              # only requests the current champion served
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+                raise ValueError(f"drift config {f.name} must be >= 0, got {v}")
+        if self.window_minutes <= 0 or self.period_minutes <= 0:
+            raise ValueError("drift config window_minutes and period_minutes must be > 0")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> DriftConfig:
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown drift config field(s) {unknown}; expected some of {sorted(known)}")
+        out = {}
+        for k, v in values.items():
+            typ = type(getattr(cls, k))
+            try:
+                out[k] = (str(v).lower() in ("1", "true", "yes")) if typ is bool else typ(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"drift config {k}: cannot read {v!r} as {typ.__name__}") from None
+        return cls(**out)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> DriftConfig:
+        env = os.environ if env is None else env
+        vals = {f.name: env[f"DRIFT_{f.name.upper()}"] for f in fields(cls) if env.get(f"DRIFT_{f.name.upper()}")}
+        return cls.from_mapping({**vals, **overrides})
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+    @property
+    def id(self) -> str:
+        """Stable, Step-Functions-name-safe id of the window."""
+        minutes = round((self.end - self.start).total_seconds() / 60)
+        return f"{self.end.strftime('%Y%m%dT%H%MZ')}-{minutes}m"
+
+    def to_dict(self) -> dict:
+        return {"start": _iso(self.start), "end": _iso(self.end), "id": self.id}
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).isoformat(timespec="microseconds")[:26] + "Z"
+
+
+def parse_time(value: str | datetime | None) -> datetime:
+    if value is None:
+        return datetime.now(timezone.utc)
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    try:
+        ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not an ISO-8601 time: {value!r}") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+def window_for(now: datetime | str | None, cfg: DriftConfig) -> Window:
+    """``[end - window, end]`` with end floored to the period (UTC epoch multiples)."""
+    now = parse_time(now)
+    period = cfg.period_minutes * 60
+    end = datetime.fromtimestamp(int(now.timestamp() // period * period), timezone.utc)
+    return Window(end - timedelta(minutes=cfg.window_minutes), end)
+
+
+# ---------------------------------------------------------------- reading the archive
+
+@dataclass
+class WindowData:
+    """The window's traffic as columns, plus the labelled subset."""
+
+    columns: dict[str, np.ndarray]
+    predictions: np.ndarray
+    versions: np.ndarray
+    request_ids: np.ndarray
+    feedback: dict[str, np.ndarray]          # {"prediction", "actual", "model_version"}
+    objects_read: int = 0
+    bytes_read: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)   # malformed lines etc.
+
+    def __len__(self) -> int:
+        return len(self.predictions)
+
+    def select(self, mask: np.ndarray) -> WindowData:
+        return WindowData({k: v[mask] for k, v in self.columns.items()}, self.predictions[mask],
+                          self.versions[mask], self.request_ids[mask], self.feedback,
+                          self.objects_read, self.bytes_read, self.skipped)
+
+
+def _hour_prefixes(prefix: str, start: datetime, end: datetime) -> list[str]:
+    hour = start.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    out = []
+    while hour <= end:
+        out.append(f"{prefix}dt={hour:%Y-%m-%d}/hour={hour:%H}/")
+        hour += timedelta(hours=1)
+    return out
+
+
+def list_keys(s3, bucket: str, prefixes: Iterable[str]) -> list[str]:
+    keys = []
+    paginator = s3.get_paginator("list_objects_v2")
+    for prefix in prefixes:
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys
+
+
+def fetch(s3, bucket: str, keys: list[str], workers: int = 16) -> list[bytes]:
+    """GET many small objects in parallel (boto3 clients are thread-safe)."""
+    if not keys:
+        return []
+    with ThreadPoolExecutor(max_workers=min(workers, len(keys))) as pool:
+        return list(pool.map(lambda k: s3.get_object(Bucket=bucket, Key=k)["Body"].read(), keys))
+
+
+def _lines(bodies: Iterable[bytes], skipped: dict[str, int]) -> Iterable[dict]:
+    for body in bodies:
+        for line in body.splitlines():
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except ValueError:
+                skipped["malformed_line"] = skipped.get("malformed_line", 0) + 1
+
+
+def records_to_columns(records: list[dict], skipped: dict[str, int] | None = None) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    """Request records -> (feature columns, predictions, model versions, request ids).
+    A record without a feature becomes NaN / None there (counted by the profile as NaN/other)."""
+    skipped = {} if skipped is None else skipped
+    n = len(records)
+    cols: dict[str, np.ndarray] = {}
+    feats = [r.get("features") or {} for r in records]
+    for f in F.FEATURES:
+        if f.kind == "numeric":
+            vals = np.fromiter((_num(x.get(f.name)) for x in feats), dtype=np.float64, count=n)
+        else:
+            vals = np.empty(n, dtype=object)
+            vals[:] = [None if x.get(f.name) is None else F.category_token(x.get(f.name)) for x in feats]
+        cols[f.name] = vals
+    preds = np.fromiter((_num(r.get("prediction")) for r in records), dtype=np.float64, count=n)
+    versions = np.array([str(r.get("model_version")) for r in records], dtype=object)
+    ids = np.array([str(r.get("request_id")) for r in records], dtype=object)
+    return cols, preds, versions, ids
+
+
+def _num(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def load_window(s3, bucket: str, window: Window, *, archive_prefix: str = "requests/",
+                feedback_prefix: str = "feedback/", feedback_until: datetime | None = None,
+                workers: int = 16) -> WindowData:
+    """Read the window's archived requests and the feedback given for them (bulk, from S3)."""
+    lo, hi = _iso(window.start), _iso(window.end)
+    skipped: dict[str, int] = {}
+    keys = list_keys(s3, bucket, _hour_prefixes(archive_prefix, window.start, window.end))
+    bodies = fetch(s3, bucket, keys, workers)
+    records = [r for r in _lines(bodies, skipped) if "ts" in r and lo <= r["ts"] <= hi]
+    cols, preds, versions, ids = records_to_columns(records, skipped)
+    # Feedback arrives after the prediction: read from the window start to now.
+    until = feedback_until or max(window.end, datetime.now(timezone.utc))
+    fkeys = list_keys(s3, bucket, _hour_prefixes(feedback_prefix, window.start, until))
+    fbodies = fetch(s3, bucket, fkeys, workers)
+    fb = {}
+    for doc in _lines(fbodies, skipped):
+        if lo <= str(doc.get("request_ts", "")) <= hi and "actual_fare" in doc:
+            fb[doc["request_id"]] = doc  # latest feedback per request wins (keys sort by time)
+    feedback = {"prediction": np.array([_num(d.get("prediction")) for d in fb.values()], dtype=np.float64),
+                "actual": np.array([_num(d.get("actual_fare")) for d in fb.values()], dtype=np.float64),
+                "model_version": np.array([str(d.get("model_version")) for d in fb.values()], dtype=object)}
+    return WindowData(cols, preds, versions, ids, feedback, len(keys) + len(fkeys),
+                      sum(map(len, bodies)) + sum(map(len, fbodies)), skipped)
+
+
+# ---------------------------------------------------------------- computing and deciding
+
+def compute(profile: Mapping, data: WindowData, *, holdout_metrics: Mapping | None = None,
+            champion_version: str | None = None, cfg: DriftConfig = DriftConfig()) -> dict:
+    """Statistics of the window (already filtered to what should be compared)."""
+    t0 = time.perf_counter()
+    n = len(data)
+    out: dict[str, Any] = {"samples": n, "features": {}, "prediction": None, "performance": None}
+    if n:
+        stats = P.compare(profile, data.columns, data.predictions)
+        for name in F.FEATURE_NAMES:
+            if name in stats:
+                s = stats[name]
+                s["drifted"] = bool(s["psi"] >= cfg.psi_threshold)
+                out["features"][name] = s
+        if "prediction" in stats:
+            s = stats["prediction"]
+            s["drifted"] = bool(s["psi"] >= cfg.prediction_psi_threshold)
+            out["prediction"] = s
+    out["performance"] = performance(data.feedback, holdout_metrics, champion_version, cfg)
+    out["compute_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+    return out
+
+
+def performance(feedback: Mapping[str, np.ndarray], holdout_metrics: Mapping | None,
+                champion_version: str | None, cfg: DriftConfig) -> dict:
+    """RMSE/MAE of the labelled requests vs the champion's holdout RMSE."""
+    pred, actual = feedback["prediction"], feedback["actual"]
+    keep = np.isfinite(pred) & np.isfinite(actual)
+    if champion_version is not None and cfg.champion_only:
+        keep &= feedback["model_version"] == champion_version
+    pred, actual = pred[keep], actual[keep]
+    ref = (holdout_metrics or {}).get("rmse")
+    res: dict[str, Any] = {"labelled": int(pred.size), "reference_rmse": ref, "rmse": None, "mae": None,
+                           "degradation": None, "degraded": False, "enough": bool(pred.size >= max(cfg.min_feedback, 1))}
+    if pred.size:
+        err = pred - actual
+        res["rmse"] = float(np.sqrt(np.mean(err ** 2)))
+        res["mae"] = float(np.mean(np.abs(err)))
+        if ref:
+            res["degradation"] = res["rmse"] / float(ref) - 1.0
+            res["degraded"] = bool(res["enough"] and res["degradation"] >= cfg.rmse_degradation)
+    return res
+
+
+def decide(stats: Mapping, cfg: DriftConfig) -> dict:
+    """-> {"status", "trigger", "drifted_features", "reasons"}."""
+    drifted = [k for k, v in stats["features"].items() if v["drifted"]]
+    reasons = []
+    if stats["samples"] < cfg.min_samples:
+        return {"status": INSUFFICIENT, "trigger": False, "drifted_features": drifted,
+                "reasons": [f"{stats['samples']} samples in the window < min_samples {cfg.min_samples}"]}
+    if len(drifted) >= cfg.min_drifted_features:
+        reasons.append(f"{len(drifted)} features with PSI >= {cfg.psi_threshold} "
+                       f"(>= {cfg.min_drifted_features}): {', '.join(drifted)}")
+    pred = stats.get("prediction")
+    if pred and pred["drifted"]:
+        reasons.append(f"prediction PSI {pred['psi']:.3f} >= {cfg.prediction_psi_threshold}")
+    perf = stats.get("performance") or {}
+    if perf.get("degraded"):
+        reasons.append(f"RMSE {perf['rmse']:.3f} on {perf['labelled']} labelled requests is "
+                       f"{perf['degradation'] * 100:.0f}% above the holdout RMSE {perf['reference_rmse']:.3f} "
+                       f"(>= {cfg.rmse_degradation * 100:.0f}%)")
+    trigger = bool(reasons)
+    if not trigger:
+        reasons.append(f"{len(drifted)} drifted feature(s) (< {cfg.min_drifted_features}), prediction PSI "
+                       f"{(pred or {}).get('psi', float('nan')):.3f}, performance "
+                       f"{'not degraded' if perf.get('enough') else 'not enough feedback'}")
+    return {"status": DRIFT if trigger else NO_DRIFT, "trigger": trigger, "drifted_features": drifted,
+            "reasons": reasons}
+
+
+# ---------------------------------------------------------------- the whole check
+
+def load_json(s3, bucket: str, key: str) -> dict:
+    try:
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except Exception as exc:  # noqa: BLE001 - name the object that is missing
+        raise DriftCheckError(f"cannot read s3://{bucket}/{key}: {type(exc).__name__}: {exc}") from exc
+
+
+def run_check(*, s3, models_table, bucket: str, now: datetime | str | None = None,
+              cfg: DriftConfig = DriftConfig(), archive_prefix: str = "requests/",
+              feedback_prefix: str = "feedback/", champion: registry.Pointer | None = None) -> dict:
+    """Read, compute and decide (no writes). Returns the result document."""
+    t0 = time.perf_counter()
+    window = window_for(now, cfg)
+    champion = champion or registry.read_pointer(models_table)
+    check_id = f"{window.id}-v{champion.version}" if champion else f"{window.id}-none"
+    doc: dict[str, Any] = {"check_id": check_id, "window": window.to_dict(), "checked_at": _iso(datetime.now(timezone.utc)),
+                           "config": asdict(cfg)}
+    if champion is None:
+        return {**doc, "status": NO_CHAMPION, "trigger": False, "samples": 0, "champion": None,
+                "reasons": ["no champion pointer: nothing to compare against"]}
+    doc["champion"] = {"model_name": champion.model_name, "version": champion.version,
+                       "sha256": champion.sha256, "prefix": champion.prefix}
+    prof = load_json(s3, champion.bucket, champion.profile_key)
+    meta = load_json(s3, champion.bucket, champion.metadata_key)
+    if prof.get("contract_hash") not in (None, F.contract_hash()):
+        raise DriftCheckError(f"profile {champion.profile_key} was built for another feature contract")
+    t_read = time.perf_counter()
+    data = load_window(s3, bucket, window, archive_prefix=archive_prefix, feedback_prefix=feedback_prefix)
+    read_s = time.perf_counter() - t_read
+    total = len(data)
+    if cfg.champion_only:
+        data = data.select(data.versions == champion.version)
+    stats = compute(prof, data, holdout_metrics=(meta.get("metrics") or {}).get("holdout"),
+                    champion_version=champion.version, cfg=cfg)
+    verdict = decide(stats, cfg)
+    doc.update(stats)
+    doc.update(verdict)
+    doc["reference"] = {"profile_key": champion.profile_key, "rows": prof.get("rows"),
+                        "profile": {name: {k: e[k] for k in ("kind", "proportions", "edges", "categories") if k in e}
+                                    for name, e in {**prof["features"], **({"prediction": prof["prediction"]}
+                                                                           if "prediction" in prof else {})}.items()}}
+    doc["current_proportions"] = _current(prof, data)
+    doc["requests_in_window"] = total
+    doc["io"] = {"objects": data.objects_read, "bytes": data.bytes_read, "skipped": data.skipped,
+                 "read_seconds": round(read_s, 3)}
+    doc["seconds"] = round(time.perf_counter() - t0, 3)
+    return doc
+
+
+def _current(prof: Mapping, data: WindowData) -> dict:
+    if not len(data):
+        return {}
+    out = {name: P.current_proportions(e, data.columns[name]).tolist() for name, e in prof["features"].items()
+           if name in data.columns}
+    if "prediction" in prof:
+        out["prediction"] = P.current_proportions(prof["prediction"], data.predictions).tolist()
+    return out
+
+
+def result_keys(doc: Mapping) -> tuple[str, str]:
+    day = doc["window"]["end"][:10]
+    return (f"{RESULTS_PREFIX}dt={day}/{doc['check_id']}.json", f"{REPORTS_PREFIX}dt={day}/{doc['check_id']}.html")
+
+
+def persist(doc: dict, *, s3, bucket: str, history_table=None) -> dict:
+    """Write the JSON result and the HTML report to S3 and a summary item to the history table."""
+    from driftstack import report
+
+    json_key, html_key = result_keys(doc)
+    doc["result_uri"], doc["report_uri"] = f"s3://{bucket}/{json_key}", f"s3://{bucket}/{html_key}"
+    s3.put_object(Bucket=bucket, Key=json_key, Body=json.dumps(doc, default=_json_default).encode(),
+                  ContentType="application/json")
+    s3.put_object(Bucket=bucket, Key=html_key, Body=report.render(doc).encode(), ContentType="text/html")
+    if history_table is not None:
+        history_table.put_item(Item=history_item(doc))
+    return doc
+
+
+def history_item(doc: Mapping) -> dict:
+    """The compact, listable summary (DynamoDB: strings/numbers as Decimal-free strings)."""
+    summary = {"check_id": doc["check_id"], "status": doc["status"], "trigger": bool(doc["trigger"]),
+               "samples": int(doc.get("samples", 0)), "window": doc["window"],
+               "drifted_features": doc.get("drifted_features", []),
+               "max_psi": max((v["psi"] for v in doc.get("features", {}).values()), default=None),
+               "prediction_psi": (doc.get("prediction") or {}).get("psi"),
+               "champion_version": (doc.get("champion") or {}).get("version"),
+               "reasons": doc.get("reasons", []), "result_uri": doc.get("result_uri"),
+               "report_uri": doc.get("report_uri"), "execution": doc.get("execution")}
+    return {"pk": HISTORY_DRIFT, "sk": f"{doc['checked_at']}#{doc['check_id']}",
+            "doc": json.dumps(summary, default=_json_default)}
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, datetime):
+        return _iso(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def metrics_of(doc: Mapping) -> list[tuple[str, float, dict]]:
+    """(name, value, dimensions) for CloudWatch: samples, drifted-feature count, PSI per feature."""
+    out = [("DriftSamples", float(doc.get("samples", 0)), {}),
+           ("DriftedFeatures", float(len(doc.get("drifted_features", []))), {}),
+           ("DriftTriggered", 1.0 if doc.get("trigger") else 0.0, {})]
+    for name, s in (doc.get("features") or {}).items():
+        out.append(("FeaturePSI", float(s["psi"]), {"feature": name}))
+    if doc.get("prediction"):
+        out.append(("PredictionPSI", float(doc["prediction"]["psi"]), {}))
+    if (doc.get("performance") or {}).get("rmse") is not None:
+        out.append(("WindowRMSE", float(doc["performance"]["rmse"]), {}))
+    return out
+
+
+def list_checks(history_table, limit: int = 20) -> list[dict]:
+    """Most recent drift results first (from the history table)."""
+    resp = history_table.query(KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": HISTORY_DRIFT},
+                               ScanIndexForward=False, Limit=limit)
+    return [json.loads(i["doc"]) for i in resp.get("Items", [])]
+
+
+# ---------------------------------------------------------------- CLI
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    import boto3
+    from botocore.config import Config
+
+    p = argparse.ArgumentParser(prog="python -m driftstack.drift", description=__doc__.split("\n\n")[0])
+    p.add_argument("--bucket", default=os.environ.get("ARTIFACT_BUCKET") or os.environ.get("DRIFTSTACK_BUCKET"))
+    p.add_argument("--models-table", default=os.environ.get("MODELS_TABLE"))
+    p.add_argument("--history-table", default=os.environ.get("HISTORY_TABLE"),
+                   help="also write the summary item here")
+    p.add_argument("--at", help="check time (ISO-8601, default now)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="drift config override, e.g. --set window_minutes=60 (repeatable)")
+    p.add_argument("--no-persist", action="store_true", help="print the result, write nothing")
+    a = p.parse_args(argv)
+    if not a.bucket or not a.models_table:
+        p.error("--bucket and --models-table are required (or ARTIFACT_BUCKET / MODELS_TABLE)")
+    overrides = dict(s.split("=", 1) for s in a.set)
+    cfg = DriftConfig.from_env(**overrides)
+    s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}))
+    ddb = boto3.resource("dynamodb")
+    doc = run_check(s3=s3, models_table=ddb.Table(a.models_table), bucket=a.bucket, now=a.at, cfg=cfg)
+    if not a.no_persist and doc["status"] != NO_CHAMPION:
+        persist(doc, s3=s3, bucket=a.bucket, history_table=ddb.Table(a.history_table) if a.history_table else None)
+    slim = {k: v for k, v in doc.items() if k not in ("reference", "current_proportions")}
+    print(json.dumps(slim, indent=2, default=_json_default))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
