@@ -30,6 +30,7 @@ DEFAULT_PORT = 4566
 STATE_ROOT = Path(os.environ.get("DRIFTSTACK_STATE_DIR") or REPO / ".state")  # project-wide state (Makefile sets it)
 DEFAULT_STATE_DIR = STATE_ROOT / "localstack"
 LAMBDA_RUNTIME_DIR = STATE_ROOT / "lambda-runtime"  # boto3 for the Lambda interpreters (setup builds it)
+CATALOG_CACHE = STATE_ROOT / "localstack-cache"  # LocalStack's service catalog index, shared by all state dirs
 LOCALSTACK_VENV = Path(os.environ.get("DRIFTSTACK_LOCALSTACK_VENV", REPO / ".venv-localstack"))
 EXECUTOR = "driftstack-host"  # names registered by localstack/plugin/pyproject.toml
 DYNAMODB_PROVIDER = "moto"
@@ -97,6 +98,37 @@ def ensure_lambda_runtime(py: Path, runtimes: tuple[str, ...] = ("python3.12",))
                             *missing], capture_output=True, text=True)
     if build.returncode != 0:
         raise LocalStackHostError(f"could not build the Lambda runtime packages: {build.stderr.strip()[-1000:]}")
+
+
+_BUILD_CATALOG = """
+import os, sys
+from localstack.aws import spec
+name = spec._get_catalog_filename()
+final = os.path.join(sys.argv[1], name)
+if not os.path.exists(final):
+    tmp = f"{final}.{os.getpid()}.tmp"
+    spec.build_service_index_cache(tmp)
+    os.replace(tmp, final)  # atomic: concurrent builders never expose a partial file
+print(final)
+"""
+
+
+def ensure_service_catalog(py: Path, state: Path) -> None:
+    """Give LocalStack a prebuilt service catalog index (its "static libs" file).
+
+    Without it every fresh state dir makes LocalStack load all botocore specs to build the index:
+    ~400 MiB of RSS it never returns. Built once per LocalStack/botocore version into
+    .state/localstack-cache (a second, short-lived process), then copied into each state dir."""
+    CATALOG_CACHE.mkdir(parents=True, exist_ok=True)
+    build = subprocess.run([str(py), "-c", _BUILD_CATALOG, str(CATALOG_CACHE)], capture_output=True, text=True,
+                           env={**os.environ, "OVERRIDE_IN_DOCKER": "0", "FILESYSTEM_ROOT": str(state / "fs")})
+    if build.returncode != 0:
+        raise LocalStackHostError(f"could not build LocalStack's service catalog: {build.stderr.strip()[-1000:]}")
+    catalog = Path(build.stdout.strip().splitlines()[-1])
+    static_libs = state / "fs" / "usr" / "lib" / "localstack"
+    static_libs.mkdir(parents=True, exist_ok=True)
+    if not (static_libs / catalog.name).exists():
+        shutil.copyfile(catalog, static_libs / catalog.name)
 
 
 def health(url: str, timeout: float = 1.0) -> dict | None:
@@ -203,6 +235,7 @@ def start(port: int = DEFAULT_PORT, state_dir: Path | str | None = None, timeout
         shutil.rmtree(state / sub, ignore_errors=True)
     for sub in ("fs", "tmp"):
         (state / sub).mkdir(parents=True, exist_ok=True)
+    ensure_service_catalog(py, state)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env.update(BASE_ENV)
     env.update({
