@@ -1,6 +1,6 @@
 """Run LocalStack on this host, without Docker.
 
-    python -m driftstack.localstack_host start|stop|status|logs [--port 4566] [--state-dir .state/localstack]
+    python -m driftstack.localstack_host prepare|start|stop|status|logs [--port 4566] [--state-dir .state/localstack]
 
 LocalStack runs from its own virtualenv (.venv-localstack, Python >= 3.13, made by `make setup`) in
 the background, in its own process group, with our plugins (localstack/plugin): Lambda handlers run
@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -113,22 +114,27 @@ print(final)
 """
 
 
-def ensure_service_catalog(py: Path, state: Path) -> None:
-    """Give LocalStack a prebuilt service catalog index (its "static libs" file).
+def ensure_service_catalog(py: Path) -> Path:
+    """LocalStack's service catalog index, prebuilt once per LocalStack/botocore version.
 
-    Without it every fresh state dir makes LocalStack load all botocore specs to build the index:
-    ~400 MiB of RSS it never returns. Built once per LocalStack/botocore version into
-    .state/localstack-cache (a second, short-lived process), then copied into each state dir."""
+    Without a prebuilt index every fresh state dir makes LocalStack load all botocore specs to
+    build it: ~400 MiB of RSS it never returns. A short-lived process builds it into
+    .state/localstack-cache; start() copies it into the state dir's "static libs"."""
     CATALOG_CACHE.mkdir(parents=True, exist_ok=True)
-    build = subprocess.run([str(py), "-c", _BUILD_CATALOG, str(CATALOG_CACHE)], capture_output=True, text=True,
-                           env={**os.environ, "OVERRIDE_IN_DOCKER": "0", "FILESYSTEM_ROOT": str(state / "fs")})
+    with tempfile.TemporaryDirectory() as fs_root:
+        build = subprocess.run([str(py), "-c", _BUILD_CATALOG, str(CATALOG_CACHE)], capture_output=True, text=True,
+                               env={**os.environ, "OVERRIDE_IN_DOCKER": "0", "FILESYSTEM_ROOT": fs_root})
     if build.returncode != 0:
         raise LocalStackHostError(f"could not build LocalStack's service catalog: {build.stderr.strip()[-1000:]}")
-    catalog = Path(build.stdout.strip().splitlines()[-1])
-    static_libs = state / "fs" / "usr" / "lib" / "localstack"
-    static_libs.mkdir(parents=True, exist_ok=True)
-    if not (static_libs / catalog.name).exists():
-        shutil.copyfile(catalog, static_libs / catalog.name)
+    return Path(build.stdout.strip().splitlines()[-1])
+
+
+def prepare() -> None:
+    """One-time preparation (setup calls it; start() repeats it cheaply): Lambda runtime packages
+    and the service catalog. Needs PyPI only the first time."""
+    py = localstack_python()
+    ensure_lambda_runtime(py)
+    ensure_service_catalog(py)
 
 
 def health(url: str, timeout: float = 1.0) -> dict | None:
@@ -235,7 +241,11 @@ def start(port: int = DEFAULT_PORT, state_dir: Path | str | None = None, timeout
         shutil.rmtree(state / sub, ignore_errors=True)
     for sub in ("fs", "tmp"):
         (state / sub).mkdir(parents=True, exist_ok=True)
-    ensure_service_catalog(py, state)
+    catalog = ensure_service_catalog(py)
+    static_libs = state / "fs" / "usr" / "lib" / "localstack"
+    static_libs.mkdir(parents=True, exist_ok=True)
+    if not (static_libs / catalog.name).exists():
+        shutil.copyfile(catalog, static_libs / catalog.name)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env.update(BASE_ENV)
     env.update({
@@ -303,13 +313,16 @@ def logs(state_dir: Path | str | None = None, lines: int = 100) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m driftstack.localstack_host", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["start", "stop", "status", "logs"])
+    parser.add_argument("command", choices=["prepare", "start", "stop", "status", "logs"])
     parser.add_argument("--port", type=int, default=int(os.environ.get("DRIFTSTACK_LOCALSTACK_PORT", DEFAULT_PORT)))
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     parser.add_argument("--lines", type=int, default=100, help="logs: how many lines")
     args = parser.parse_args(argv)
     try:
-        if args.command == "start":
+        if args.command == "prepare":
+            prepare()
+            print(f"prepared: Lambda runtime packages in {LAMBDA_RUNTIME_DIR}, service catalog in {CATALOG_CACHE}")
+        elif args.command == "start":
             t0 = time.monotonic()
             st = start(args.port, args.state_dir)
             print(f"LocalStack healthy at {st.url} (pid {st.pid}) in {time.monotonic() - t0:.1f}s; state {st.state_dir}")
