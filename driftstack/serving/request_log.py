@@ -422,4 +422,7 @@ def _error_code(exc: Exception) -> str | None:
 
 
 def _describe(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {_error_code(exc) or exc}"
+    code = _error_code(exc)
+    if code:
+        return f"{code}: {exc.response.get('Error', {}).get('Message', '')}"[:300]
+    return f"{type(exc).__name__}: {exc}"[:300]

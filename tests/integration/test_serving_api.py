@@ -1,0 +1,195 @@
+"""The prediction API deployed with cdklocal to a real LocalStack, called over real HTTP through
+API Gateway (``/_aws/execute-api/{api_id}/{stage}/v1/...``) with the API key.
+
+Tests run in file order against one deployment: the first one sees the stack before any model is
+published (503), the following ones serve the toy champion, swap it, refuse a corrupt one, and
+finally break the request-log table to exercise the fallback queue and its replay Lambda.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+import pytest
+import requests
+
+from driftstack import deploy
+from driftstack import features as fc
+from driftstack.schema import example_features
+from driftstack.serving.toy_model import build_toy_model, publish
+
+pytestmark = [pytest.mark.localstack, pytest.mark.e2e]
+
+STACK = "DriftstackServingTest"
+REFRESH_SECONDS = 2
+
+
+def wait_for(fn, timeout: float = 60.0, interval: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def api(localstack):
+    outputs = deploy.deploy(localstack, stack=STACK, context={"model_refresh_seconds": str(REFRESH_SECONDS)})
+    key = boto3.client("apigateway").get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)["value"]
+    base = f"{localstack}/_aws/execute-api/{outputs['ApiId']}/{outputs['ApiStage']}"
+    session = requests.Session()
+    session.headers["x-api-key"] = key
+    yield type("Api", (), {
+        "outputs": outputs, "key": key, "base": base, "http": session,
+        "url": staticmethod(lambda path: f"{base}/v1{path}"),
+        "s3": boto3.client("s3"), "ddb": boto3.client("dynamodb"),
+        "models": boto3.resource("dynamodb").Table(outputs["ModelsTableName"]),
+        "bucket": outputs["BucketName"],
+    })
+    session.close()
+    try:
+        deploy.destroy(localstack, stack=STACK)
+    except deploy.DeployError as exc:  # teardown must not hide the test result
+        print(f"destroy failed: {exc}")
+
+
+def predict(api, body, **kw):
+    return api.http.post(api.url("/predict"), data=body if isinstance(body, str) else json.dumps(body),
+                         headers={"content-type": "application/json"}, timeout=30, **kw)
+
+
+def test_no_model_yet_is_503(api):
+    r = predict(api, {"features": example_features()})
+    assert r.status_code == 503, r.text
+    assert "no model is loaded" in r.json()["message"]
+    r = api.http.get(api.url("/health"), timeout=30)
+    assert r.status_code == 503 and r.json()["status"] == "unavailable"
+
+
+@pytest.fixture(scope="module")
+def champion(api):
+    v1 = publish(api.s3, api.models, api.bucket, build_toy_model(), version="1")
+    wait_for(lambda: api.http.get(api.url("/health"), timeout=30).json().get("model_version") == "1",
+             what="version 1 to be served")
+    return v1
+
+
+def test_predict_single_is_logged(api, champion):
+    r = predict(api, {"features": example_features()})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model_version"] == "1" and body["predicted_fare"] > 0
+    item = api.ddb.get_item(TableName=api.outputs["RequestLogTableName"],
+                            Key={"request_id": {"S": body["request_id"]}}).get("Item")
+    assert item and item["model_version"]["S"] == "1"  # written before the response returned
+    keys = [o["Key"] for o in api.s3.list_objects_v2(Bucket=api.bucket, Prefix="requests/").get("Contents", [])]
+    assert any(k.endswith(f"-{body['request_id']}.jsonl") for k in keys)
+
+
+def test_api_key_required(api, champion):
+    r = requests.post(api.url("/predict"), json={"features": example_features()}, timeout=30)
+    assert r.status_code == 403
+    r = requests.post(api.url("/predict"), json={"features": example_features()}, timeout=30,
+                      headers={"x-api-key": "not-the-key"})
+    assert r.status_code == 403
+
+
+def test_error_statuses(api, champion):
+    r = predict(api, '{"features": {')
+    assert r.status_code == 400 and "malformed JSON" in r.json()["message"]
+
+    bad = dict(example_features(), trip_distance=500.0, pickup_borough="Atlantis", extra=1)
+    del bad["RatecodeID"]
+    r = predict(api, {"features": bad})
+    assert r.status_code == 422
+    fields = {e["field"]: e["type"] for e in r.json()["errors"]}
+    assert fields == {"features.trip_distance": "less_than_equal", "features.pickup_borough": "literal_error",
+                      "features.extra": "extra_forbidden", "features.RatecodeID": "missing"}
+
+    r = predict(api, {"instances": [example_features()] * 1001})
+    assert r.status_code == 413 and "at most 1000" in r.json()["message"]
+    r = predict(api, json.dumps({"instances": [example_features()] * 3}) + " " * (3 * 1024 * 1024))
+    assert r.status_code == 413 and "bytes" in r.json()["message"]
+
+    assert api.http.get(api.url("/nope"), timeout=30).status_code == 404
+    r = api.http.get(api.url("/predict"), timeout=30)
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert api.http.delete(api.url("/health"), timeout=30).status_code == 405
+
+
+def test_batch_of_1000(api, champion):
+    rows = [dict(example_features(), trip_distance=0.5 + (i % 50), RatecodeID=1 + i % 6) for i in range(1000)]
+    r = predict(api, {"instances": rows})
+    assert r.status_code == 200, r.text[:500]
+    body = r.json()
+    assert len(body["predicted_fare"]) == len(body["item_ids"]) == 1000
+    last = api.ddb.get_item(TableName=api.outputs["RequestLogTableName"],
+                            Key={"request_id": {"S": body["item_ids"][-1]}}).get("Item")
+    assert last and last["batch_id"]["S"] == body["request_id"]
+
+
+def test_feedback(api, champion):
+    pred = predict(api, {"features": example_features()}).json()
+    r = api.http.post(api.url("/feedback"), json={"request_id": pred["request_id"], "actual_fare": 33.3},
+                      timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["predicted_fare"] == pytest.approx(pred["predicted_fare"], abs=1e-3)
+    r = api.http.post(api.url("/feedback"), json={"request_id": "never-seen", "actual_fare": 10.0}, timeout=30)
+    assert r.status_code == 404
+
+
+def test_model_info_and_openapi(api, champion):
+    info = api.http.get(api.url("/model"), timeout=30).json()
+    assert info["sha256"] == champion["sha256"] and info["metadata"]["contract_hash"] == fc.contract_hash()
+    doc = api.http.get(api.url("/openapi.json"), timeout=30).json()
+    assert set(doc["components"]["schemas"]["TripFeatures"]["required"]) == set(fc.FEATURE_NAMES)
+
+
+def test_hot_swap_and_corrupt_artifact(api, champion):
+    publish(api.s3, api.models, api.bucket, build_toy_model(base=11.0), version="2")
+    wait_for(lambda: predict(api, {"features": example_features()}).json()["model_version"] == "2",
+             timeout=REFRESH_SECONDS + 30, what="version 2 without a redeploy")
+
+    publish(api.s3, api.models, api.bucket, build_toy_model(base=22.0), version="3", sha256="0" * 64)
+    health = wait_for(lambda: (h := api.http.get(api.url("/health"), timeout=30).json())["status"] == "degraded"
+                      and h, timeout=REFRESH_SECONDS + 30, what="health to report the refused artifact")
+    assert health["model_version"] == "2"
+    assert any("sha256 mismatch" in reason for reason in health["degraded_reasons"])
+    for _ in range(5):
+        r = predict(api, {"features": example_features()})
+        assert r.status_code == 200 and r.json()["model_version"] == "2"
+
+    # A good version 4 heals it (and a fresh container never starts on the corrupt 3).
+    publish(api.s3, api.models, api.bucket, build_toy_model(base=33.0), version="4")
+    wait_for(lambda: api.http.get(api.url("/health"), timeout=30).json()["status"] == "ok",
+             timeout=REFRESH_SECONDS + 30, what="version 4 to clear the degradation")
+
+
+def test_request_log_fallback_and_replay(api, champion):
+    """DynamoDB rejects the predict function's writes (its table name now points nowhere): the
+    record goes to the fallback queue, the replay Lambda (SQS event source) writes it to the
+    real table."""
+    lam = boto3.client("lambda")
+    name = api.outputs["PredictFunctionName"]
+    env = lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+    broken = dict(env, REQUEST_LOG_TABLE="no-such-table")
+    lam.update_function_configuration(FunctionName=name, Environment={"Variables": broken})
+    try:
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+        r = wait_for(lambda: (x := predict(api, {"features": example_features()})).status_code == 200
+                     and x, what="a prediction from the reconfigured function")
+        rid = r.json()["request_id"]
+        health = api.http.get(api.url("/health"), timeout=30).json()
+        assert health["log_sink_healthy"] is False, health
+        assert any("ResourceNotFound" in reason for reason in health["degraded_reasons"]), health
+        wait_for(lambda: api.ddb.get_item(TableName=api.outputs["RequestLogTableName"],
+                                          Key={"request_id": {"S": rid}}).get("Item"),
+                 timeout=90, interval=1, what="the replay Lambda to write the fallen-back record")
+    finally:
+        lam.update_function_configuration(FunctionName=name, Environment={"Variables": env})
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name)
