@@ -144,7 +144,7 @@ class WindowData:
     predictions: np.ndarray
     versions: np.ndarray
     request_ids: np.ndarray
-    feedback: dict[str, np.ndarray]          # {"prediction", "actual", "model_version"}
+    feedback: dict[str, np.ndarray]          # {"request_id", "request_ts", "prediction", "actual", "model_version"}
     objects_read: int = 0
     bytes_read: int = 0
     skipped: dict[str, int] = field(default_factory=dict)   # malformed lines etc.
@@ -240,7 +240,9 @@ def load_window(s3, bucket: str, window: Window, *, archive_prefix: str = "reque
     for doc in _lines(fbodies, skipped):
         if lo <= str(doc.get("request_ts", "")) <= hi and "actual_fare" in doc:
             fb[doc["request_id"]] = doc  # latest feedback per request wins (keys sort by time)
-    feedback = {"prediction": np.array([_num(d.get("prediction")) for d in fb.values()], dtype=np.float64),
+    feedback = {"request_id": np.array(list(fb), dtype=object),
+                "request_ts": np.array([str(d.get("request_ts")) for d in fb.values()], dtype=object),
+                "prediction": np.array([_num(d.get("prediction")) for d in fb.values()], dtype=np.float64),
                 "actual": np.array([_num(d.get("actual_fare")) for d in fb.values()], dtype=np.float64),
                 "model_version": np.array([str(d.get("model_version")) for d in fb.values()], dtype=object)}
     return WindowData(cols, preds, versions, ids, feedback, len(keys) + len(fkeys),
@@ -442,6 +444,53 @@ def list_checks(history_table, limit: int = 20) -> list[dict]:
     resp = history_table.query(KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": HISTORY_DRIFT},
                                ScanIndexForward=False, Limit=limit)
     return [json.loads(i["doc"]) for i in resp.get("Items", [])]
+
+
+# ---------------------------------------------------------------- starting the retraining workflow
+
+def execution_name(doc: Mapping) -> str:
+    """Derived from the window (and the champion it was compared with): the same window can never
+    start two executions — Step Functions refuses a second execution with the same name."""
+    return f"retrain-{doc['window']['id']}-v{(doc.get('champion') or {}).get('version', 'none')}"[:80]
+
+
+def execution_input(doc: Mapping, **extra: Any) -> dict:
+    return {"run_id": execution_name(doc), "window": doc["window"], "champion": doc.get("champion"),
+            "check_id": doc.get("check_id"),
+            "drift": {k: doc.get(k) for k in ("status", "drifted_features", "reasons", "samples", "result_uri")},
+            **extra}
+
+
+def start_retraining(sfn, state_machine_arn: str, doc: Mapping, *, cooldown_minutes: float = 0.0,
+                     now: datetime | None = None, **extra: Any) -> dict:
+    """Start the state machine for a triggering result, at most once per window.
+    -> {"started": bool, "name", "execution_arn"?, "message"}."""
+    name = execution_name(doc)
+    running = sfn.list_executions(stateMachineArn=state_machine_arn, statusFilter="RUNNING",
+                                  maxResults=10).get("executions", [])
+    if running:
+        return {"started": False, "name": name, "execution_arn": running[0]["executionArn"],
+                "message": f"not started: execution {running[0]['name']} is still running"}
+    if cooldown_minutes > 0:
+        latest = sfn.list_executions(stateMachineArn=state_machine_arn, maxResults=1).get("executions", [])
+        if latest:
+            started = latest[0]["startDate"]
+            age = ((now or datetime.now(timezone.utc)) - started).total_seconds() / 60
+            if age < cooldown_minutes:
+                return {"started": False, "name": name, "execution_arn": latest[0]["executionArn"],
+                        "message": f"not started: cooldown, execution {latest[0]['name']} started "
+                                   f"{age:.1f} min ago (< {cooldown_minutes} min)"}
+    try:
+        resp = sfn.start_execution(stateMachineArn=state_machine_arn, name=name,
+                                   input=json.dumps(execution_input(doc, **extra), default=_json_default))
+    except Exception as exc:  # noqa: BLE001
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if code == "ExecutionAlreadyExists":
+            return {"started": False, "name": name,
+                    "message": f"not started: an execution for window {doc['window']['id']} already exists ({name})"}
+        raise
+    return {"started": True, "name": name, "execution_arn": resp["executionArn"],
+            "message": f"started retraining execution {name}"}
 
 
 # ---------------------------------------------------------------- CLI

@@ -1,0 +1,307 @@
+"""Where the Spark retraining job runs: a start/poll/cancel interface over training backends.
+
+Spark cannot run inside a Lambda, so the state machine's start Lambda submits the job
+(``spark_jobs/retrain.py --spec s3://…``) to a backend and the poll Lambda asks how it is going.
+Whatever the backend, the job itself writes its status document (``running`` → ``succeeded`` /
+``failed``, with the result key or the error) to S3, so "did it work and where is the result" is
+answered the same way everywhere; the backend only adds "is it still alive".
+
+- ``local`` (LocalStack): the job is a host process of the project's Python (path and repo dir come
+  from the Lambda environment, set from CDK context). The host Lambda runner runs handlers as host
+  processes, so the start Lambda can spawn it; it is double-forked (the Lambda never waits for it)
+  and stays in LocalStack's process group, so stopping LocalStack stops it too. Poll notices a job
+  that died without writing a final status (pid gone, zombie, or pid reused).
+- ``emr-serverless`` (AWS): StartJobRun / GetJobRun / CancelJobRun through boto3.
+
+Lambda-safe: standard library + boto3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+FINAL = (SUCCEEDED, FAILED)
+JOB_MODULE = "spark_jobs.retrain"
+
+
+class BackendError(RuntimeError):
+    """The backend cannot start/poll a job (misconfiguration, API error); the message says why."""
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    run_id: str
+    bucket: str
+    spec_key: str          # the job's input (spark_jobs.retrain reads it)
+    status_key: str        # the job writes its status document here
+
+    @property
+    def spec_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.spec_key}"
+
+
+# ---------------------------------------------------------------- status documents (S3)
+
+def write_status(s3, bucket: str, key: str, state: str, **fields: Any) -> dict:
+    doc = {"state": state, "updated_at": time.time(), **fields}
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc, default=str).encode(),
+                  ContentType="application/json")
+    return doc
+
+
+def read_status(s3, bucket: str, key: str) -> dict | None:
+    try:
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except Exception as exc:  # noqa: BLE001
+        if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
+class Backend(Protocol):
+    name: str
+
+    def start(self, job: JobRequest) -> dict: ...
+    def poll(self, handle: Mapping) -> dict: ...
+    def cancel(self, handle: Mapping) -> None: ...
+
+
+def _final_from_status(status: Mapping | None) -> dict | None:
+    if status and status.get("state") in FINAL:
+        return {"state": status["state"], "reason": status.get("error"), "result_key": status.get("result_key"),
+                "status": dict(status)}
+    return None
+
+
+# ---------------------------------------------------------------- local host process
+
+_LAUNCHER = (
+    "import json, subprocess, sys\n"
+    "a = json.loads(sys.argv[1])\n"
+    "log = open(a['log'], 'ab')\n"
+    "p = subprocess.Popen(a['cmd'], cwd=a['cwd'], env=a['env'], stdin=subprocess.DEVNULL, stdout=log,\n"
+    "                     stderr=subprocess.STDOUT, close_fds=True)\n"
+    "print(p.pid, flush=True)\n"
+)
+# Passed through to the job: AWS endpoint/credentials/region and what Spark needs to find Java.
+_PASS_ENV = ("PATH", "JAVA_HOME", "LANG", "TZ", "SPARK_HOME", "MLFLOW_TRACKING_URI")
+_PASS_PREFIXES = ("AWS_", "DRIFTSTACK_", "MLFLOW_")
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks (field 22 of /proc/pid/stat); None if gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = stat.rsplit(")", 1)[1].split()  # the command name may contain spaces
+    if rest[0] in ("Z", "X"):
+        return None
+    return int(rest[19])
+
+
+class LocalBackend:
+    """Spawn the job as a detached host process of ``python`` in ``repo_dir``."""
+
+    name = "local"
+
+    def __init__(self, python: str, repo_dir: str, *, log_dir: str | None = None, s3=None,
+                 extra_env: Mapping[str, str] | None = None) -> None:
+        self.python, self.repo_dir = python, repo_dir
+        self.log_dir = log_dir or str(Path(repo_dir) / ".state" / "retrain-logs")
+        self._s3 = s3
+        self.extra_env = dict(extra_env or {})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, s3=None) -> LocalBackend:
+        env = os.environ if env is None else env
+        missing = [k for k in ("LOCAL_TRAINING_PYTHON", "LOCAL_TRAINING_REPO") if not env.get(k)]
+        if missing:
+            raise BackendError(f"local training backend needs {', '.join(missing)} (CDK context "
+                               f"local_python / local_repo)")
+        return cls(env["LOCAL_TRAINING_PYTHON"], env["LOCAL_TRAINING_REPO"],
+                   log_dir=env.get("LOCAL_TRAINING_LOG_DIR") or None, s3=s3)
+
+    @property
+    def s3(self):
+        if self._s3 is None:
+            import boto3
+            from botocore.config import Config
+
+            self._s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}))
+        return self._s3
+
+    def job_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k in _PASS_ENV or k.startswith(_PASS_PREFIXES)}
+        env.update({"HOME": str(Path(self.repo_dir) / ".state" / "retrain-home"), "PYTHONUNBUFFERED": "1",
+                    "LANG": env.get("LANG", "C.UTF-8")})
+        env.update(self.extra_env)
+        return env
+
+    def command(self, job: JobRequest, module_args: list[str] | None = None) -> list[str]:
+        return [self.python, "-m", JOB_MODULE, *(module_args or ["run", "--spec", job.spec_uri])]
+
+    def _check(self) -> None:
+        if not os.access(self.python, os.X_OK):
+            raise BackendError(f"local training python {self.python!r} is not executable")
+        if not (Path(self.repo_dir) / "spark_jobs" / "retrain.py").is_file():
+            raise BackendError(f"local training repo {self.repo_dir!r} has no spark_jobs/retrain.py")
+
+    def start(self, job: JobRequest) -> dict:
+        self._check()
+        Path(self.log_dir).mkdir(parents=True, exist_ok=True)
+        Path(self.job_env()["HOME"]).mkdir(parents=True, exist_ok=True)
+        log = str(Path(self.log_dir) / f"{job.run_id}.log")
+        args = {"cmd": self.command(job), "cwd": self.repo_dir, "env": self.job_env(), "log": log}
+        proc = subprocess.run([self.python, "-I", "-c", _LAUNCHER, json.dumps(args)], capture_output=True,
+                              text=True, timeout=60, cwd=self.repo_dir, env={"PATH": os.environ.get("PATH", "")})
+        if proc.returncode != 0 or not proc.stdout.strip().isdigit():
+            raise BackendError(f"could not spawn the training job: {proc.stderr.strip()[-500:]}")
+        pid = int(proc.stdout.strip())
+        return {"backend": self.name, "run_id": job.run_id, "pid": pid, "pid_start": proc_start_time(pid),
+                "log": log, "bucket": job.bucket, "status_key": job.status_key, "started_at": time.time()}
+
+    def alive(self, handle: Mapping) -> bool:
+        start = proc_start_time(int(handle["pid"]))
+        return start is not None and (handle.get("pid_start") is None or start == handle["pid_start"])
+
+    def poll(self, handle: Mapping) -> dict:
+        status = read_status(self.s3, handle["bucket"], handle["status_key"])
+        final = _final_from_status(status)
+        if final:
+            return final
+        if self.alive(handle):
+            return {"state": RUNNING, "reason": None, "status": status}
+        # Gone: re-read once (it may have written its final status just before exiting).
+        final = _final_from_status(read_status(self.s3, handle["bucket"], handle["status_key"]))
+        if final:
+            return final
+        return {"state": FAILED, "status": status,
+                "reason": f"training process {handle['pid']} exited without reporting a result; "
+                          f"log {handle.get('log')}: {_tail(handle.get('log'))}"}
+
+    def cancel(self, handle: Mapping) -> None:
+        if self.alive(handle):
+            os.kill(int(handle["pid"]), signal.SIGTERM)
+
+    def run_sync(self, module_args: list[str], timeout: float = 120) -> dict:
+        """Run a short job command and wait for it (e.g. setting an MLflow alias); -> parsed last
+        stdout line (JSON)."""
+        self._check()
+        proc = subprocess.run([self.python, "-m", JOB_MODULE, *module_args], capture_output=True, text=True,
+                              timeout=timeout, cwd=self.repo_dir, env=self.job_env())
+        if proc.returncode != 0:
+            raise BackendError(f"{JOB_MODULE} {module_args[0]} failed: {proc.stderr.strip()[-800:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _tail(path: str | None, chars: int = 600) -> str:
+    try:
+        return Path(path).read_text(errors="replace")[-chars:].strip() if path else ""
+    except OSError:
+        return "(no log)"
+
+
+# ---------------------------------------------------------------- EMR Serverless
+
+_EMR_RUNNING = ("SUBMITTED", "PENDING", "SCHEDULED", "RUNNING", "QUEUED", "CANCELLING")
+
+
+class EmrServerlessBackend:
+    """StartJobRun on an EMR Serverless Spark application (AWS)."""
+
+    name = "emr-serverless"
+
+    def __init__(self, application_id: str, execution_role_arn: str, entry_point: str, *,
+                 py_files: str | None = None, log_uri: str | None = None, spark_params: str = "",
+                 client=None, s3=None) -> None:
+        self.application_id, self.role, self.entry_point = application_id, execution_role_arn, entry_point
+        self.py_files, self.log_uri, self.spark_params = py_files, log_uri, spark_params
+        self._client, self._s3 = client, s3
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs) -> EmrServerlessBackend:
+        env = os.environ if env is None else env
+        need = ("EMR_APPLICATION_ID", "EMR_EXECUTION_ROLE_ARN", "EMR_ENTRY_POINT")
+        missing = [k for k in need if not env.get(k)]
+        if missing:
+            raise BackendError(f"emr-serverless backend needs {', '.join(missing)}")
+        return cls(env["EMR_APPLICATION_ID"], env["EMR_EXECUTION_ROLE_ARN"], env["EMR_ENTRY_POINT"],
+                   py_files=env.get("EMR_PY_FILES") or None, log_uri=env.get("EMR_LOG_URI") or None,
+                   spark_params=env.get("EMR_SPARK_PARAMS", ""), **kwargs)
+
+    @property
+    def client(self):
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("emr-serverless")
+        return self._client
+
+    @property
+    def s3(self):
+        if self._s3 is None:
+            import boto3
+
+            self._s3 = boto3.client("s3")
+        return self._s3
+
+    def start(self, job: JobRequest) -> dict:
+        params = " ".join(p for p in (f"--py-files {self.py_files}" if self.py_files else "", self.spark_params) if p)
+        driver = {"entryPoint": self.entry_point, "entryPointArguments": ["run", "--spec", job.spec_uri]}
+        if params:
+            driver["sparkSubmitParameters"] = params
+        kwargs: dict[str, Any] = {"applicationId": self.application_id, "executionRoleArn": self.role,
+                                  "name": job.run_id[:256], "clientToken": job.run_id[:64],
+                                  "jobDriver": {"sparkSubmit": driver}}
+        if self.log_uri:
+            kwargs["configurationOverrides"] = {"monitoringConfiguration": {
+                "s3MonitoringConfiguration": {"logUri": self.log_uri}}}
+        try:
+            resp = self.client.start_job_run(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - name the API and the application
+            raise BackendError(f"EMR Serverless StartJobRun on {self.application_id} failed: {exc}") from exc
+        return {"backend": self.name, "run_id": job.run_id, "application_id": self.application_id,
+                "job_run_id": resp["jobRunId"], "bucket": job.bucket, "status_key": job.status_key,
+                "started_at": time.time()}
+
+    def poll(self, handle: Mapping) -> dict:
+        run = self.client.get_job_run(applicationId=handle["application_id"], jobRunId=handle["job_run_id"])["jobRun"]
+        state = run["state"]
+        if state in _EMR_RUNNING:
+            return {"state": RUNNING, "reason": None, "emr_state": state}
+        status = read_status(self.s3, handle["bucket"], handle["status_key"])
+        final = _final_from_status(status)
+        if state == "SUCCESS" and final:
+            return {**final, "emr_state": state}
+        if state == "SUCCESS":
+            return {"state": FAILED, "emr_state": state,
+                    "reason": "EMR job run succeeded but the job wrote no final status"}
+        reason = (final or {}).get("reason") or run.get("stateDetails") or state
+        return {"state": FAILED, "emr_state": state, "reason": f"EMR job run {state}: {reason}"}
+
+    def cancel(self, handle: Mapping) -> None:
+        self.client.cancel_job_run(applicationId=handle["application_id"], jobRunId=handle["job_run_id"])
+
+
+def get_backend(name: str | None = None, env: Mapping[str, str] | None = None, **kwargs) -> Backend:
+    env = os.environ if env is None else env
+    name = name or env.get("TRAINING_BACKEND", "local")
+    if name == "local":
+        return LocalBackend.from_env(env, **kwargs)
+    if name == "emr-serverless":
+        return EmrServerlessBackend.from_env(env, **kwargs)
+    raise BackendError(f"unknown TRAINING_BACKEND {name!r}; expected 'local' or 'emr-serverless'")
+
+
+def for_handle(handle: Mapping, env: Mapping[str, str] | None = None, **kwargs) -> Backend:
+    return get_backend(handle.get("backend"), env, **kwargs)

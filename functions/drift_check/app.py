@@ -1,0 +1,60 @@
+"""Scheduled drift check (EventBridge rule -> this Lambda).
+
+Reads the window's request log from the S3 archive, compares it with the champion's reference
+profile (driftstack.drift), stores the result (S3 JSON + HTML report + history item), emits metrics,
+and when the thresholds are crossed starts the retraining state machine — with an execution name
+derived from the window, so the same window never starts twice, and none while one is running.
+
+Event: the scheduled event (its ``time`` fixes the window, so a redelivered event checks the same
+window) or a manual one: {"time": ISO, "ignore_cooldown": bool, "config": {drift config overrides},
+"execution_extra": {...merged into the execution input}}.
+"""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from driftstack import drift
+from driftstack.serving import aws
+
+logger = Logger(service="driftstack-drift-check")
+metrics = Metrics(namespace="driftstack", service="driftstack-drift-check")
+
+BUCKET = os.environ["ARTIFACT_BUCKET"]
+S3 = aws.client("s3", timeout=30)
+MODELS = aws.dynamodb_table(os.environ["MODELS_TABLE"])
+HISTORY = aws.dynamodb_table(os.environ["HISTORY_TABLE"])
+SFN = aws.client("stepfunctions")
+STATE_MACHINE_ARN = os.environ["STATE_MACHINE_ARN"]
+COOLDOWN_MINUTES = float(os.environ.get("RETRAIN_COOLDOWN_MINUTES", "0"))
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def handler(event, context):
+    event = event or {}
+    cfg = drift.DriftConfig.from_env(**(event.get("config") or {}))
+    doc = drift.run_check(s3=S3, models_table=MODELS, bucket=BUCKET, now=event.get("time"), cfg=cfg,
+                          archive_prefix=os.environ.get("ARCHIVE_PREFIX", "requests/"),
+                          feedback_prefix=os.environ.get("FEEDBACK_PREFIX", "feedback/"))
+    if doc["trigger"]:
+        doc["execution"] = drift.start_retraining(
+            SFN, STATE_MACHINE_ARN, doc, cooldown_minutes=0 if event.get("ignore_cooldown") else COOLDOWN_MINUTES,
+            **(event.get("execution_extra") or {}))
+        logger.info(doc["execution"]["message"], extra={"execution": doc["execution"]})
+    if doc["status"] != drift.NO_CHAMPION:
+        drift.persist(doc, s3=S3, bucket=BUCKET, history_table=HISTORY)
+    for name, value, dims in drift.metrics_of(doc):
+        if dims:  # per-feature PSI: one metric name per feature keeps EMF simple
+            name = f"{name}_{next(iter(dims.values()))}"
+        metrics.add_metric(name=name, unit=MetricUnit.Count if "PSI" not in name else MetricUnit.NoUnit,
+                           value=value)
+    summary = {k: doc.get(k) for k in ("check_id", "status", "trigger", "samples", "requests_in_window",
+                                       "drifted_features", "reasons", "result_uri", "report_uri", "execution",
+                                       "seconds")}
+    summary["prediction_psi"] = (doc.get("prediction") or {}).get("psi")
+    logger.info("drift check", extra=summary)
+    return summary

@@ -1,0 +1,237 @@
+"""The retraining state machine's Lambda tasks (one function per handler, same code asset).
+
+State passed between tasks (each task's result lands under its own key of the execution state):
+  input    {run_id, window, champion, check_id, drift, criteria?, training?, data?}
+  prepare  -> $.prepared {spec_key, status_key, result_key, labelled}
+  start    -> $.job      (backend handle)
+  poll     -> $.poll     {state: running|succeeded|failed, reason, result_key, elapsed}
+  evaluate -> $.evaluation
+  decide   -> $.decision {outcome: promote|reject, require_approval, reasons, checks}
+  approval (waitForTaskToken) -> $.approval {approved, by, reason}
+  promote / reject / record_failure -> $.final ; notify -> $.notified
+Every outcome (promoted, rejected, failed) updates the run's decision record (driftstack.decision).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from aws_lambda_powertools import Logger
+
+from driftstack import decision as D
+from driftstack import drift, registry, training_set
+from driftstack import training_backend as TB
+from driftstack.serving import aws
+
+logger = Logger(service="driftstack-retrain")
+
+BUCKET = os.environ["ARTIFACT_BUCKET"]
+S3 = aws.client("s3", timeout=30)
+HISTORY = aws.dynamodb_table(os.environ["HISTORY_TABLE"])
+_clients: dict = {}
+
+
+def _client(name: str):
+    if name not in _clients:
+        _clients[name] = aws.client(name)
+    return _clients[name]
+
+
+def _models():
+    return aws.dynamodb_table(os.environ["MODELS_TABLE"])
+
+
+def _record(run_id: str, **changes) -> dict:
+    return D.update_record(S3, BUCKET, HISTORY, run_id, **changes)
+
+
+# ---------------------------------------------------------------- prepare data
+
+@logger.inject_lambda_context
+def prepare(event, context):
+    run_id = event["run_id"]
+    champion = event.get("champion")
+    if not champion:
+        ptr = registry.read_pointer(_models())
+        if ptr is None:
+            raise RuntimeError("no champion to retrain against")
+        champion = {"model_name": ptr.model_name, "version": ptr.version, "sha256": ptr.sha256, "prefix": ptr.prefix}
+    champion.setdefault("bucket", BUCKET)
+    window = drift.Window(drift.parse_time(event["window"]["start"]), drift.parse_time(event["window"]["end"]))
+    data_opts = {**json.loads(os.environ.get("RETRAIN_DATA_DEFAULTS", "{}")), **(event.get("data") or {})}
+    base = f"retrain/{run_id}/"
+    D.save_record(S3, BUCKET, HISTORY, {
+        "run_id": run_id, "outcome": "running", "started_at": D.now_iso(), "window": event["window"],
+        "champion": champion, "check_id": event.get("check_id"), "drift": event.get("drift")})
+    labelled = training_set.prepare(
+        S3, BUCKET, window, base + "labelled.jsonl", min_rows=int(data_opts.pop("min_labelled", 200)),
+        model_version=champion["version"] if data_opts.pop("champion_traffic_only", False) else None)
+    spec = {"run_id": run_id, "bucket": BUCKET, "champion": champion, "window": event["window"],
+            "labelled_uri": labelled["uri"], "labelled_report": labelled, "data": data_opts,
+            "training": {**json.loads(os.environ.get("RETRAIN_TRAINING_DEFAULTS", "{}")), **(event.get("training") or {})},
+            "mlflow": json.loads(os.environ.get("RETRAIN_MLFLOW", "{}")),
+            "status_key": base + "status.json", "result_key": base + "result.json"}
+    S3.put_object(Bucket=BUCKET, Key=base + "spec.json", Body=json.dumps(spec, default=str).encode())
+    _record(run_id, labelled=labelled, spec_key=base + "spec.json")
+    logger.info("prepared", extra={"labelled": labelled})
+    return {"spec_key": base + "spec.json", "status_key": spec["status_key"], "result_key": spec["result_key"],
+            "labelled": {k: labelled[k] for k in ("rows_in", "rows_out", "dropped", "requests")}}
+
+
+# ---------------------------------------------------------------- training (backend)
+
+@logger.inject_lambda_context
+def start_training(event, context):
+    p = event["prepared"]
+    backend = TB.get_backend(s3=S3)
+    handle = backend.start(TB.JobRequest(event["run_id"], BUCKET, p["spec_key"], p["status_key"]))
+    _record(event["run_id"], training={"backend": backend.name, "handle": handle})
+    logger.info("training started", extra={"handle": handle})
+    return handle
+
+
+@logger.inject_lambda_context
+def poll_training(event, context):
+    handle = event["job"]
+    backend = TB.for_handle(handle, s3=S3)
+    status = backend.poll(handle)
+    elapsed = time.time() - float(handle["started_at"])
+    timeout = float(os.environ.get("TRAINING_TIMEOUT_SECONDS", "1800"))
+    if status["state"] == TB.RUNNING and elapsed > timeout:
+        backend.cancel(handle)
+        status = {"state": TB.FAILED, "reason": f"training timed out after {elapsed:.0f}s (limit {timeout:.0f}s)"}
+    out = {"state": status["state"], "reason": status.get("reason"), "result_key": status.get("result_key"),
+           "elapsed": round(elapsed, 1), "polls": int((event.get("poll") or {}).get("polls", 0)) + 1}
+    logger.info("training status", extra=out)
+    return out
+
+
+# ---------------------------------------------------------------- evaluate, decide
+
+REQUIRED = (("champion", "metrics", "rmse"), ("challenger", "metrics", "rmse"), ("challenger", "prefix"),
+            ("challenger", "sha256"), ("challenger", "version"), ("holdout", "rows"))
+
+
+@logger.inject_lambda_context
+def evaluate(event, context):
+    key = event["poll"]["result_key"] or event["prepared"]["result_key"]
+    result = json.loads(S3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    missing = [".".join(p) for p in REQUIRED if D._get(result, *p) is None]
+    if missing:
+        raise ValueError(f"training result s3://{BUCKET}/{key} is missing {', '.join(missing)}")
+    _record(event["run_id"], evaluation=result)
+    keep = ("metrics", "latency", "parity", "validation", "version", "sha256", "prefix", "bucket", "model_name")
+    return {"holdout": result["holdout"], "champion": result["champion"],
+            "challenger": {k: result["challenger"].get(k) for k in keep},
+            "training_seconds": result.get("total_seconds")}
+
+
+@logger.inject_lambda_context
+def decide(event, context):
+    criteria = D.Criteria.from_env(overrides=event.get("criteria"))
+    verdict = D.decide(event["evaluation"], criteria)
+    need_approval = verdict["outcome"] == D.PROMOTE and criteria.require_approval
+    _record(event["run_id"], decision=verdict, criteria=verdict["criteria"],
+            outcome=D.AWAITING_APPROVAL if need_approval else "decided", reasons=verdict["reasons"])
+    logger.info("decision", extra={"outcome": verdict["outcome"], "reasons": verdict["reasons"]})
+    return {**verdict, "require_approval": need_approval}
+
+
+@logger.inject_lambda_context
+def request_approval(event, context):
+    """Invoked with a task token (waitForTaskToken): park the token, tell a human."""
+    run_id = event["run_id"]
+    D.store_approval_request(HISTORY, run_id, event["task_token"],
+                             {"reasons": event["decision"]["reasons"], "evaluation": event["evaluation"]})
+    _publish(f"driftstack: approval needed for {run_id}",
+             {"run_id": run_id, "action": f"driftstack approve {run_id}  |  driftstack reject {run_id}",
+              "reasons": event["decision"]["reasons"]})
+    return {"requested": True}
+
+
+# ---------------------------------------------------------------- outcomes
+
+@logger.inject_lambda_context
+def promote(event, context):
+    run_id, chal = event["run_id"], event["evaluation"]["challenger"]
+    expected = event["champion"]["version"]
+    ptr = registry.write_pointer(_models(), model_name=chal["model_name"], version=chal["version"],
+                                 bucket=chal.get("bucket") or BUCKET, prefix=chal["prefix"], sha256=chal["sha256"],
+                                 expected_version=expected, promoted_by=run_id)
+    alias = _set_alias(chal["model_name"], chal["version"])
+    detail = {"run_id": run_id, "model_name": chal["model_name"], "version": chal["version"],
+              "previous_version": expected, "sha256": chal["sha256"], "prefix": chal["prefix"],
+              "metrics": chal["metrics"], "champion_metrics": event["evaluation"]["champion"]["metrics"]}
+    _client("events").put_events(Entries=[{
+        "Source": "driftstack", "DetailType": "ModelPromoted", "Detail": json.dumps(detail, default=str),
+        "EventBusName": os.environ.get("EVENT_BUS_NAME", "default")}])
+    rec = _record(run_id, outcome=D.PROMOTED, promoted_at=D.now_iso(), mlflow_alias=alias,
+                  approval=event.get("approval"), pointer={"version": ptr.version, "updated_at": ptr.updated_at})
+    logger.info("promoted", extra=detail)
+    return {"outcome": D.PROMOTED, "version": ptr.version, "previous_version": expected,
+            "mlflow_alias": alias, "reasons": rec.get("reasons")}
+
+
+def _set_alias(model_name: str, version: str) -> dict:
+    """MLflow alias 'champion'. Local backend: the project Python sets it in the registry the
+    training job used; elsewhere the intent is recorded (a tracking server is not assumed)."""
+    intent = {"model_name": model_name, "alias": registry.CHAMPION, "version": str(version)}
+    if os.environ.get("TRAINING_BACKEND", "local") != "local":
+        return {**intent, "status": "pending", "note": "set by `driftstack` CLI / tracking server sync"}
+    try:
+        done = TB.LocalBackend.from_env().run_sync(["set-alias", "--model-name", model_name, "--version", str(version)],
+                                                   timeout=float(os.environ.get("ALIAS_TIMEOUT_SECONDS", "90")))
+        return {**intent, "status": "set", "tracking_uri": done.get("tracking_uri")}
+    except Exception as exc:  # noqa: BLE001 - the pointer (what serves) is already switched; record, don't fail
+        logger.warning("MLflow alias not set", extra={"error": str(exc)})
+        return {**intent, "status": "failed", "error": str(exc)[:500]}
+
+
+@logger.inject_lambda_context
+def reject(event, context):
+    run_id = event["run_id"]
+    approval = event.get("approval")
+    reasons = list(event["decision"]["reasons"])
+    if approval and not approval.get("approved", False):
+        reasons = [f"rejected by {approval.get('by', 'a human')}: {approval.get('reason') or 'no reason given'}"]
+    _record(run_id, outcome=D.REJECTED, reasons=reasons, approval=approval, rejected_at=D.now_iso())
+    return {"outcome": D.REJECTED, "reasons": reasons}
+
+
+@logger.inject_lambda_context
+def record_failure(event, context):
+    run_id = event.get("run_id", "unknown")
+    err = event.get("error") or {}
+    cause = err.get("Cause", "")
+    try:  # a Lambda error's Cause is a JSON document with errorMessage
+        cause = json.loads(cause).get("errorMessage", cause)
+    except (ValueError, AttributeError):
+        pass
+    poll = event.get("poll") or {}
+    reason = poll.get("reason") if poll.get("state") == TB.FAILED and not err else f"{err.get('Error', 'Error')}: {cause}"
+    if event.get("job") and poll.get("state") == TB.RUNNING:
+        try:
+            TB.for_handle(event["job"], s3=S3).cancel(event["job"])
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("could not cancel the training job", extra={"error": str(exc)})
+    _record(run_id, outcome=D.FAILED, error=reason, failed_at=D.now_iso(),
+            reasons=[f"failed: {reason}", "champion unchanged"])
+    logger.error("retraining failed", extra={"run_id": run_id, "reason": reason})
+    return {"outcome": D.FAILED, "reason": reason}
+
+
+@logger.inject_lambda_context
+def notify(event, context):
+    final = event.get("final") or {}
+    run_id = event.get("run_id", "unknown")
+    subject = f"driftstack retraining {run_id}: {final.get('outcome', 'finished')}"
+    _publish(subject, {"run_id": run_id, **final})
+    return {"published": True, "subject": subject}
+
+
+def _publish(subject: str, message: dict) -> None:
+    topic = os.environ.get("TOPIC_ARN")
+    if topic:
+        _client("sns").publish(TopicArn=topic, Subject=subject[:99], Message=json.dumps(message, default=str, indent=2))
