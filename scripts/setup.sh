@@ -29,6 +29,14 @@ find_python() {
   return 1
 }
 
+# pip, with the noise of this machine's extra indexes and setuptools' deprecation banners filtered.
+pip_q() {
+  local log; log=$(mktemp)
+  if "$@" >"$log" 2>&1; then rm -f "$log"; return 0; fi
+  grep -vE "^WARNING: Location" "$log" >&2; rm -f "$log"
+  echo "[setup] failed: $*" >&2; return 1
+}
+
 # Re-install only when the inputs changed (hash stamp inside the venv).
 stamp_ok() { [ -f "$1/.driftstack-stamp" ] && [ "$(cat "$1/.driftstack-stamp")" = "$2" ]; }
 
@@ -47,8 +55,8 @@ h=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if stamp_ok .venv "$h"; then say "project venv up to date (.venv)"; else
   say "creating project venv with $PY311"
   [ -x .venv/bin/python ] || "$PY311" -m venv .venv
-  .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e ".[spark,cdk,dev]"
+  pip_q .venv/bin/pip install -q --upgrade pip
+  pip_q .venv/bin/pip install -q -e ".[spark,cdk,dev]"
   echo "$h" > .venv/.driftstack-stamp
 fi
 
@@ -57,9 +65,9 @@ h=$(cat localstack/requirements.txt localstack/plugin/pyproject.toml | sha256sum
 if stamp_ok .venv-localstack "$h"; then say "LocalStack venv up to date (.venv-localstack)"; else
   say "creating LocalStack venv with $PY313"
   [ -x .venv-localstack/bin/python ] || "$PY313" -m venv .venv-localstack
-  .venv-localstack/bin/pip install -q --upgrade pip >/dev/null
-  .venv-localstack/bin/pip install -q -r localstack/requirements.txt
-  .venv-localstack/bin/pip install -q -e localstack/plugin
+  pip_q .venv-localstack/bin/pip install -q --upgrade pip
+  pip_q .venv-localstack/bin/pip install -q -r localstack/requirements.txt
+  pip_q .venv-localstack/bin/pip install -q -e localstack/plugin
   echo "$h" > .venv-localstack/.driftstack-stamp
 fi
 
@@ -73,6 +81,15 @@ else
   (cd cdk && npm install --no-audit --no-fund --loglevel=error >/dev/null)
   echo "$h" > cdk/node_modules/.driftstack-stamp
 fi
+
+# Lambda runtime packages (boto3 for the local python3.12 runtime) and LocalStack's service catalog:
+# built once under .state/, cheap to re-check.
+say "preparing LocalStack host mode (Lambda runtime packages, service catalog)"
+.venv/bin/python -m driftstack.localstack_host prepare >/dev/null
+
+# Lambda layers for the python3.12 runtime (numpy, onnxruntime, pydantic, Powertools + our package).
+say "building Lambda layers (skipped when up to date)"
+.venv/bin/python layers/build.py >/dev/null
 
 command -v java >/dev/null || say "warning: java not found; Spark training needs Java 17 (apt-get install openjdk-17-jre-headless)"
 say "done in $(( $(date +%s) - start ))s"

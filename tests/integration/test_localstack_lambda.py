@@ -21,6 +21,7 @@ from driftstack import localstack_host
 
 pytestmark = pytest.mark.localstack
 
+REPO = Path(__file__).resolve().parents[2]
 LAYER_CACHE = localstack_host.STATE_ROOT / "cache" / "test-layers"
 
 
@@ -32,28 +33,24 @@ def invoke(lam, name: str, event: dict | None = None) -> tuple[dict, str | None,
 
 
 def build_numpy_layer() -> Path:
-    """numpy for CPython 3.12 manylinux, as a layer zip (python/...), cached under .state/cache.
-
-    The first session downloads the wheel from PyPI with pip; later sessions reuse the zip."""
+    """numpy for CPython 3.12 manylinux as a layer zip (python/numpy...), cut from the deps layer
+    that `make setup` builds (layers/build.py), so the tests download nothing."""
+    deps = REPO / "build" / "layers" / "deps" / "python"
+    if not (deps / "numpy").is_dir():
+        pytest.fail(f"{deps} has no numpy: run `make setup` (it builds the Lambda layers)")
     target = LAYER_CACHE / "numpy-py312.zip"
-    if target.exists():
+    if target.exists() and target.stat().st_mtime >= (deps / "numpy").stat().st_mtime:
         return target
     LAYER_CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=LAYER_CACHE) as tmp:
-        site = Path(tmp) / "python"
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "--target", str(site), "--python-version", "3.12", "--implementation", "cp",
-             "--only-binary=:all:", "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
-             "numpy"],
-            check=True,
-        )
-        partial = Path(tmp) / "layer.zip"
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path in sorted(site.rglob("*")):
+    partial = LAYER_CACHE / "numpy-py312.zip.partial"
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for top in sorted(deps.iterdir()):
+            if not top.name.startswith("numpy"):
+                continue
+            for path in sorted(top.rglob("*")):
                 if path.is_file() and "__pycache__" not in path.parts:
-                    zf.write(path, str(path.relative_to(tmp)))
-        shutil.move(partial, target)
+                    zf.write(path, "python/" + str(path.relative_to(deps)))
+    shutil.move(partial, target)
     return target
 
 
