@@ -20,7 +20,8 @@ from typing import Annotated, Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, \
+    RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
@@ -224,6 +225,11 @@ def _validation_error(exc: RequestValidationError) -> Response:
                   "invalid request: " + "; ".join(f"{d['field']}: {d['message']}" for d in details), details)
 
 
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_media_type(_: RequestUnsupportedContentType) -> Response:
+    return _error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "the body must be JSON (Content-Type: application/json)")
+
+
 @app.not_found
 def _not_found(_: NotFoundError) -> Response:
     path, method = app.current_event.path, app.current_event.http_method.upper()
@@ -254,11 +260,29 @@ def _unexpected(exc: Exception) -> Response:
 def handler(event: dict, context: Any) -> dict:
     started = time.perf_counter()
     body = event.get("body") or ""
-    if len(body) > CONFIG.max_body_bytes:
-        # Refuse before parsing: the validation middleware would json-decode it all first.
-        _count("BodyTooLarge")
-        return {"statusCode": 413, "headers": {"Content-Type": content_types.APPLICATION_JSON},
-                "body": f'{{"statusCode":413,"message":"request body is {len(body)} bytes; '
-                        f'the limit is {CONFIG.max_body_bytes}"}}', "isBase64Encoded": False}
+    if body:
+        # Checked before Powertools parses anything: it would json-decode a huge body first, and it
+        # would parse a form-encoded body (curl -d without -H) as a form and report odd field errors.
+        if len(body) > CONFIG.max_body_bytes:
+            _count("BodyTooLarge")
+            return _early(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                          f"request body is {len(body)} bytes; the limit is {CONFIG.max_body_bytes}")
+        ctype = _content_type(event)
+        if ctype and not (ctype.startswith("application/json") or "+json" in ctype):
+            return _early(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                          f"Content-Type {ctype!r} is not supported; send JSON with Content-Type: application/json")
     app.append_context(started=started)
     return app.resolve(event, context)
+
+
+def _content_type(event: dict) -> str:
+    for key, value in (event.get("headers") or {}).items():
+        if key.lower() == "content-type":
+            return (value or "").strip().lower()
+    return ""
+
+
+def _early(code: int, message: str) -> dict:
+    """A response for requests refused before routing (same body shape as every other error)."""
+    return {"statusCode": int(code), "headers": {"Content-Type": content_types.APPLICATION_JSON},
+            "body": json.dumps({"statusCode": int(code), "message": message}), "isBase64Encoded": False}

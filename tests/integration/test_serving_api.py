@@ -116,6 +116,10 @@ def test_error_statuses(api, champion):
     r = predict(api, json.dumps({"instances": [example_features()] * 3}) + " " * (3 * 1024 * 1024))
     assert r.status_code == 413 and "bytes" in r.json()["message"]
 
+    r = api.http.post(api.url("/predict"), data=json.dumps({"features": example_features()}), timeout=30,
+                      headers={"content-type": "application/x-www-form-urlencoded"})  # curl -d without -H
+    assert r.status_code == 415 and "application/json" in r.json()["message"]
+
     assert api.http.get(api.url("/nope"), timeout=30).status_code == 404
     r = api.http.get(api.url("/predict"), timeout=30)
     assert r.status_code == 405 and r.headers["allow"] == "POST"

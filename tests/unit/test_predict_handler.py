@@ -13,6 +13,8 @@ import boto3
 import numpy as np
 import onnxruntime as ort
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from driftstack import encoding
@@ -189,6 +191,28 @@ def test_validation_errors_are_422_with_the_field(app, body, field, kind):
     assert (field, kind) in {(e["field"], e["type"]) for e in out["errors"]}
 
 
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(
+    _json_values.map(json.dumps),
+    st.text(max_size=60),
+    st.fixed_dictionaries({"features": st.fixed_dictionaries(
+        {n: st.one_of(st.just(v), _json_values) for n, v in example_features().items()})}).map(json.dumps),
+    st.fixed_dictionaries({"instances": st.lists(st.fixed_dictionaries(
+        {n: st.one_of(st.just(v), _json_values) for n, v in example_features().items()}), max_size=3)}).map(json.dumps),
+))
+def test_bad_input_never_causes_a_5xx(app, body):
+    status, out, _ = call(app, event("predict_single", body))
+    assert status in (200, 400, 413, 422), (status, out)
+    if status == 422:
+        assert out["errors"] and all(e["field"] and e["message"] for e in out["errors"])
+
+
 def test_malformed_json_is_400(app):
     code, body, _ = call(app, event("predict_malformed_json"))
     assert code == 400
@@ -209,6 +233,25 @@ def test_body_too_large_is_413(aws_env, champion, monkeypatch):
     app = load_app()
     code, body, _ = call(app, event("predict_single", {"instances": [example_features()] * 10}))
     assert code == 413 and "limit is 2000" in body["message"]
+
+
+@pytest.mark.parametrize("ctype, code", [
+    ("application/x-www-form-urlencoded", 415),   # curl -d without -H: refused clearly, not parsed as a form
+    ("text/plain", 415),
+    ("multipart/form-data; boundary=x", 415),
+    ("application/json; charset=utf-8", 200),
+    (None, 200),                                  # no header: JSON assumed
+])
+def test_content_type(app, ctype, code):
+    e = event("predict_single")
+    e["headers"] = {k: v for k, v in e["headers"].items() if k.lower() != "content-type"}
+    if ctype:
+        e["headers"]["Content-Type"] = ctype
+    e["multiValueHeaders"] = {k: [v] for k, v in e["headers"].items()}
+    status, body, _ = call(app, e)
+    assert status == code, body
+    if code == 415:
+        assert "application/json" in body["message"]
 
 
 def test_unknown_route_404_and_wrong_method_405(app):
