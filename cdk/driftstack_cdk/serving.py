@@ -90,6 +90,7 @@ class Serving(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": "driftstack",
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
+        self.layers = [deps, shared]  # reused by the monitoring/retraining functions
         common = dict(runtime=lambda_.Runtime.PYTHON_3_12, architecture=lambda_.Architecture.X86_64,
                       handler="app.handler", layers=[deps, shared], tracing=lambda_.Tracing.ACTIVE)
 

@@ -3,6 +3,8 @@
 from aws_cdk import RemovalPolicy, Stack
 from constructs import Construct
 
+from driftstack_cdk.monitoring import Monitoring
+from driftstack_cdk.retraining import Retraining
 from driftstack_cdk.serving import Serving
 from driftstack_cdk.storage import Storage
 
@@ -15,3 +17,7 @@ class DriftstackStack(Stack):
         removal = RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY
         self.storage = Storage(self, "Storage", removal_policy=removal)
         self.serving = Serving(self, "Serving", storage=self.storage, removal_policy=removal)
+        self.retraining = Retraining(self, "Retraining", storage=self.storage, layers=self.serving.layers,
+                                     removal_policy=removal)
+        self.monitoring = Monitoring(self, "Monitoring", storage=self.storage, layers=self.serving.layers,
+                                     retraining=self.retraining)

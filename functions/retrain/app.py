@@ -181,7 +181,9 @@ def _set_alias(model_name: str, version: str) -> dict:
     if os.environ.get("TRAINING_BACKEND", "local") != "local":
         return {**intent, "status": "pending", "note": "set by `driftstack` CLI / tracking server sync"}
     try:
-        done = TB.LocalBackend.from_env().run_sync(["set-alias", "--model-name", model_name, "--version", str(version)],
+        uri = json.loads(os.environ.get("RETRAIN_MLFLOW") or "{}").get("tracking_uri")
+        args = ["set-alias", "--model-name", model_name, "--version", str(version)] + (["--tracking-uri", uri] if uri else [])
+        done = TB.LocalBackend.from_env().run_sync(args,
                                                    timeout=float(os.environ.get("ALIAS_TIMEOUT_SECONDS", "90")))
         return {**intent, "status": "set", "tracking_uri": done.get("tracking_uri")}
     except Exception as exc:  # noqa: BLE001 - the pointer (what serves) is already switched; record, don't fail

@@ -1,0 +1,66 @@
+"""Monitoring: an EventBridge schedule runs the drift-check Lambda, which may start retraining.
+
+Context knobs: ``drift_schedule_minutes`` (60; the demo uses 1), ``drift_window_minutes`` (1440),
+``drift_psi_threshold`` (0.2), ``drift_min_drifted_features`` (3), ``drift_prediction_psi_threshold``
+(0.2), ``drift_rmse_degradation`` (0.2), ``drift_min_samples`` (100), ``drift_min_feedback`` (30),
+``retrain_cooldown_minutes`` (60: no new execution within this long after the last one started).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+ROOT = Path(__file__).resolve().parents[2]
+THRESHOLDS = ("psi_threshold", "min_drifted_features", "prediction_psi_threshold", "rmse_degradation",
+              "min_samples", "min_feedback", "champion_only")
+
+
+class Monitoring(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, storage, layers: list, retraining) -> None:
+        super().__init__(scope, construct_id)
+        ctx = self.node.try_get_context
+        rate = float(ctx("drift_schedule_minutes") or 60)
+        env = {
+            "ARTIFACT_BUCKET": storage.bucket.bucket_name, "MODELS_TABLE": storage.models_table.table_name,
+            "HISTORY_TABLE": retraining.history_table.table_name,
+            "STATE_MACHINE_ARN": retraining.state_machine.state_machine_arn,
+            "DRIFT_PERIOD_MINUTES": str(rate),
+            "DRIFT_WINDOW_MINUTES": str(ctx("drift_window_minutes") or 1440),
+            "RETRAIN_COOLDOWN_MINUTES": str(ctx("retrain_cooldown_minutes") if ctx("retrain_cooldown_minutes")
+                                            is not None else 60),
+            "ARCHIVE_PREFIX": "requests/", "FEEDBACK_PREFIX": "feedback/",
+            "POWERTOOLS_SERVICE_NAME": "driftstack-drift-check", "POWERTOOLS_METRICS_NAMESPACE": "driftstack",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+        for t in THRESHOLDS:
+            if ctx(f"drift_{t}") is not None:
+                env[f"DRIFT_{t.upper()}"] = str(ctx(f"drift_{t}"))
+        self.function = lambda_.Function(
+            self, "DriftCheck", code=lambda_.Code.from_asset(str(ROOT / "functions" / "drift_check")),
+            handler="app.handler", runtime=lambda_.Runtime.PYTHON_3_12, architecture=lambda_.Architecture.X86_64,
+            layers=layers, timeout=Duration.seconds(300), memory_size=1024, environment=env,
+            description="driftstack scheduled drift check")
+        # Least privilege: read the archives and the champion's artifacts, write drift results.
+        for prefix in ("requests/*", "feedback/*", "models/*"):
+            storage.bucket.grant_read(self.function, prefix)
+        storage.bucket.grant_put(self.function, "drift/*")
+        storage.models_table.grant(self.function, "dynamodb:GetItem")
+        retraining.history_table.grant(self.function, "dynamodb:PutItem")
+        retraining.state_machine.grant_start_execution(self.function)
+        retraining.state_machine.grant_read(self.function)  # ListExecutions: one running at a time
+
+        minutes = int(rate) if rate == int(rate) else rate
+        self.rule = events.Rule(
+            self, "Schedule", description="driftstack drift check",
+            schedule=events.Schedule.rate(Duration.minutes(minutes)),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=2)])
+
+        out = Stack.of(self)
+        CfnOutput(out, "DriftCheckFunctionName", value=self.function.function_name)
+        CfnOutput(out, "DriftScheduleRuleName", value=self.rule.rule_name)
