@@ -58,7 +58,7 @@ class TrainConfig:
     parity_rows: int = DEFAULT_PARITY_ROWS
     tolerance: float = DEFAULT_TOLERANCE
     latency_runs: int = 2000
-    profile_rows: int = 200_000
+    profile_rows: int = 100_000
     profile_bins: int = 10
     master: str | None = None
     mlflow: MlflowSettings = field(default_factory=MlflowSettings)
@@ -102,13 +102,6 @@ def _versions() -> dict:
             "python": sys.version.split()[0]}
 
 
-def _window(df, col: str) -> dict:
-    from pyspark.sql import functions as Fn
-
-    r = df.agg(Fn.min(col).alias("a"), Fn.max(col).alias("b")).collect()[0]
-    return {"from": r["a"].isoformat() if r["a"] else None, "to": r["b"].isoformat() if r["b"] else None}
-
-
 def generate_data(cfg: TrainConfig, prog: Progress) -> str:
     from driftstack.data.generate import write_month
 
@@ -121,12 +114,21 @@ def generate_data(cfg: TrainConfig, prog: Progress) -> str:
 
 
 def time_split(df, holdout_fraction: float):
-    """Everything picked up before the (1 - fraction) time quantile trains; the rest is holdout."""
+    """Everything picked up before the (1 - fraction) time quantile trains; the rest is holdout.
+    Returns (train, holdout, cutoff, {"train"|"holdout": {"rows", "from", "to"}}) — one pass for
+    the counts and windows."""
     from pyspark.sql import functions as Fn
 
     ts = Fn.col("pickup_datetime").cast("double")
     cutoff = df.select(ts.alias("t")).approxQuantile("t", [1.0 - holdout_fraction], 1e-4)[0]
-    return df.filter(ts < cutoff), df.filter(ts >= cutoff), datetime.fromtimestamp(cutoff, timezone.utc)
+    side = Fn.when(ts < cutoff, "train").otherwise("holdout")
+    stats = {r["side"]: {"rows": r["rows"], "from": r["a"].isoformat(), "to": r["b"].isoformat()}
+             for r in df.groupBy(side.alias("side")).agg(Fn.count(Fn.lit(1)).alias("rows"),
+                                                           Fn.min("pickup_datetime").alias("a"),
+                                                           Fn.max("pickup_datetime").alias("b")).collect()}
+    for k in ("train", "holdout"):
+        stats.setdefault(k, {"rows": 0, "from": None, "to": None})
+    return df.filter(ts < cutoff), df.filter(ts >= cutoff), datetime.fromtimestamp(cutoff, timezone.utc), stats
 
 
 def run(cfg: TrainConfig) -> dict:
@@ -162,12 +164,12 @@ def run(cfg: TrainConfig) -> dict:
         if report.rows_out == 0:
             raise ValueError(f"no valid rows in {data}: {report.summary()}")
     with prog.stage("split"):
-        train, holdout, cutoff = time_split(df, cfg.holdout_fraction)
-        n_train, n_holdout = train.count(), holdout.count()
+        train, holdout, cutoff, split = time_split(df, cfg.holdout_fraction)
+        n_train, n_holdout = split["train"]["rows"], split["holdout"]["rows"]
         prog.log(f"time split at {cutoff.isoformat()}: {n_train} train / {n_holdout} holdout rows")
         if n_train == 0 or n_holdout == 0:
             raise ValueError("time split left an empty side; need data spanning more than one instant")
-        window = {"train": _window(train, "pickup_datetime"), "holdout": _window(holdout, "pickup_datetime")}
+        window = {k: {"from": v["from"], "to": v["to"]} for k, v in split.items()}
     with prog.stage("fit"):
         prog.log(f"GBT params {cfg.params.to_dict()}")
         model = build_pipeline(cfg.params).fit(train)
@@ -267,7 +269,7 @@ def parse_args(argv=None) -> TrainConfig:
     p.add_argument("--parity-rows", type=int, default=DEFAULT_PARITY_ROWS)
     p.add_argument("--parity-tolerance", type=float, default=DEFAULT_TOLERANCE)
     p.add_argument("--latency-runs", type=int, default=2000)
-    p.add_argument("--profile-rows", type=int, default=200_000)
+    p.add_argument("--profile-rows", type=int, default=100_000)
     p.add_argument("--profile-bins", type=int, default=10)
     p.add_argument("--master", help="Spark master (default $DRIFTSTACK_SPARK_MASTER, spark-submit's, local[*])")
     p.add_argument("--no-mlflow", action="store_true")
