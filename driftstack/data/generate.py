@@ -335,3 +335,30 @@ def write_month(path: str | os.PathLike, month: str | tuple[int, int] = "2023-01
         path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(to_arrow(generate_trips(rows, (year, mon), seed=seed, drift=drift, dirty=dirty)), path)
     return path
+
+
+def feature_records(rows: int, month: str | tuple[int, int] = "2023-01", *, seed: int | None = None,
+                    drift: Drift | str | None = None, with_target: bool = True) -> list[dict]:
+    """Valid generated trips as request-ready dicts of the 12 contract features (JSON types, category
+    values as the contract lists them, e.g. RatecodeID 2 not "2"), plus ``fare_amount`` when asked —
+    for traffic generators and demos. Uses the same derivation as training."""
+    from driftstack import features as F
+    from driftstack.data.derive import derive
+
+    b = derive(generate_trips(rows, month, seed=seed, drift=drift, dirty=0.0)).kept()
+    back = {f.name: {F.category_token(c): c for c in f.categories} for f in F.CATEGORICAL_FEATURES}
+    cols = []
+    for f in F.FEATURES:
+        v = b.features[f.name]
+        if f.kind == "categorical":
+            cols.append([back[f.name][t] for t in v.tolist()])
+        elif f.integer:
+            cols.append([int(x) for x in v.tolist()])
+        else:
+            cols.append([round(float(x), 4) for x in v.tolist()])
+    names = list(F.FEATURE_NAMES)
+    out = [dict(zip(names, vals)) for vals in zip(*cols)]
+    if with_target:
+        for rec, y in zip(out, b.target.tolist()):
+            rec[F.TARGET.name] = y
+    return out

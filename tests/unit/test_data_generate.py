@@ -114,3 +114,19 @@ def test_bad_knobs():
         G.generate_trips(10, "2023-13")
     with pytest.raises(ValueError, match="unknown drift preset"):
         G.generate_trips(10, drift="sideways")
+
+
+def test_feature_records_are_request_ready():
+    from driftstack import features as F
+
+    recs = G.feature_records(500, "2023-05", seed=2, drift="covariate")
+    assert 450 < len(recs) <= 500
+    for r in recs[:50]:
+        assert list(r)[:12] == list(F.FEATURE_NAMES) and "fare_amount" in r
+        for f in F.FEATURES:
+            if f.kind == "categorical":
+                assert r[f.name] in f.categories
+            else:
+                assert f.low <= r[f.name] <= f.high
+                assert isinstance(r[f.name], int if f.integer else float)
+        assert r["pickup_month"] == 5
