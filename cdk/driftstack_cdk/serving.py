@@ -22,6 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ROOT / "build" / "layers"
 FUNCTIONS = ROOT / "functions"
 ARCHIVE_PREFIX, FEEDBACK_PREFIX, MODELS_PREFIX = "requests/", "feedback/", "models/"
+# Bytecode written by local test runs would change the asset hash (a needless redeploy) and can
+# vanish mid-fingerprint when another process imports the module.
+NO_BYTECODE = ["**/__pycache__", "**/*.pyc", ".build-stamp.json"]
 
 
 def _layer_dir(name: str) -> str:
@@ -69,12 +72,12 @@ class Serving(Construct):
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5, queue=self.fallback_dlq))
 
         deps = lambda_.LayerVersion(
-            self, "DepsLayer", code=lambda_.Code.from_asset(_layer_dir("deps")),
+            self, "DepsLayer", code=lambda_.Code.from_asset(_layer_dir("deps"), exclude=NO_BYTECODE),
             compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
             compatible_architectures=[lambda_.Architecture.X86_64],
             description="numpy, onnxruntime, pydantic, aws-lambda-powertools (layers/requirements.txt)")
         shared = lambda_.LayerVersion(
-            self, "SharedLayer", code=lambda_.Code.from_asset(_layer_dir("shared")),
+            self, "SharedLayer", code=lambda_.Code.from_asset(_layer_dir("shared"), exclude=NO_BYTECODE),
             compatible_runtimes=[lambda_.Runtime.PYTHON_3_12], description="the driftstack package")
 
         env = {
@@ -95,12 +98,12 @@ class Serving(Construct):
                       handler="app.handler", layers=[deps, shared], tracing=lambda_.Tracing.ACTIVE)
 
         self.predict_fn = lambda_.Function(
-            self, "Predict", code=lambda_.Code.from_asset(str(FUNCTIONS / "predict")),
+            self, "Predict", code=lambda_.Code.from_asset(str(FUNCTIONS / "predict"), exclude=NO_BYTECODE),
             memory_size=int(ctx("predict_memory_mb") or 1024), timeout=Duration.seconds(15),
             environment={**env, "POWERTOOLS_SERVICE_NAME": "driftstack-predict"},
             description="driftstack prediction API", **common)
         self.replay_fn = lambda_.Function(
-            self, "ReplayLog", code=lambda_.Code.from_asset(str(FUNCTIONS / "replay_log")),
+            self, "ReplayLog", code=lambda_.Code.from_asset(str(FUNCTIONS / "replay_log"), exclude=NO_BYTECODE),
             memory_size=256, timeout=replay_timeout,
             environment={**env, "POWERTOOLS_SERVICE_NAME": "driftstack-replay-log"},
             description="drains the request-log fallback queue", **common)
