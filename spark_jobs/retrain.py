@@ -80,18 +80,39 @@ def read_labelled(body: bytes):
 
 
 def read_reference(source: str, rows: int, seed: int = 7):
-    """A sample of a TLC Parquet source, through the one derivation (driftstack.data.tlc)."""
+    """A sample of the champion's training data: raw TLC Parquet (through the one derivation,
+    driftstack.data.tlc) or a feature-level training set written by an earlier retraining run;
+    ``s3://`` sources are downloaded first."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
     from driftstack.data.tlc import read_tlc
+    from spark_jobs.data import stage_input
 
-    batch = read_tlc(source).kept()
+    local = stage_input(source) if source.startswith("s3://") and not source.endswith(".parquet") else source
+    if source.startswith("s3://") and source.endswith(".parquet"):
+        bucket, key = split_uri(source)
+        local = os.path.join(_tmpdir(), os.path.basename(key))
+        _s3().download_file(bucket, key, local)
+    names = set(pq.read_schema(local).names) if os.path.isfile(local) else set()
+    rng = np.random.default_rng(seed)
+    if set(F.FEATURE_NAMES) | {F.TARGET.name} <= names:   # a feature-level training set
+        df = pd.read_parquet(local)[list(F.FEATURE_NAMES) + [F.TARGET.name]]
+        df = df.iloc[rng.choice(len(df), size=min(rows, len(df)), replace=False)] if len(df) else df
+        df = df.astype({n: object for n in F.CATEGORICAL_NAMES})
+        return df.reset_index(drop=True), {"source": source, "kind": "features", "rows_used": int(len(df))}
+    batch = read_tlc(local).kept()
     n = len(batch)
-    idx = np.random.default_rng(seed).choice(n, size=min(rows, n), replace=False) if n else np.empty(0, int)
+    idx = rng.choice(n, size=min(rows, n), replace=False) if n else np.empty(0, int)
     df = pd.DataFrame({name: batch.features[name][idx] for name in F.FEATURE_NAMES})
     df[F.TARGET.name] = batch.target[idx]
-    return df, {"source": source, "rows_available": n, "rows_used": int(len(idx)),
-                "validation": batch.report().to_dict() if hasattr(batch, "report") else None}
+    return df, {"source": source, "kind": "tlc", "rows_available": n, "rows_used": int(len(idx))}
+
+
+def _tmpdir() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="driftstack-retrain-")
 
 
 def columns(df) -> dict[str, np.ndarray]:
@@ -156,7 +177,7 @@ def run(spec: dict, s3=None) -> dict:
                 ref, info = read_reference(ref_src, int(opts["reference_rows"]))
                 parts.append(ref)
                 sources.append(info)
-            except (OSError, FileNotFoundError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - unreadable reference: train on the labelled traffic
                 sources.append({"source": ref_src, "error": f"{type(exc).__name__}: {exc}"})
                 prog.log(f"reference data {ref_src} not used: {exc}")
         for extra in opts.get("extra_sources") or []:
