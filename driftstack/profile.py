@@ -61,7 +61,11 @@ def categorical_counts(values, categories) -> np.ndarray:
     """Counts per category (tokens, in order) plus a final bin for anything else."""
     cats = [str(c) for c in categories]
     pos = {c: i for i, c in enumerate(cats)}
-    vals = np.asarray(values, dtype=object)
+    vals = np.asarray(values)
+    if vals.dtype.kind in "iuf":  # codes logged as numbers (2, 2.0) are the tokens "2"
+        vals = np.array([F.category_token(int(v)) if v == v and float(v).is_integer() else str(v)
+                         for v in vals.tolist()], dtype=object)
+    vals = vals.astype(object)
     uniq, inv = np.unique(vals.astype(str), return_inverse=True) if vals.size else ([], np.empty(0, int))
     slot = np.array([pos.get(u, len(cats)) for u in uniq], dtype=np.int64)
     # None/NaN become "None"/"nan" strings above -> not a category -> OTHER bin.

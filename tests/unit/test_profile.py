@@ -133,6 +133,9 @@ def test_nan_has_its_own_bin_and_all_nan_reference():
 def test_unseen_categories_go_to_other():
     counts = P.categorical_counts(np.array(["1", "2", "7", None, "2"], dtype=object), ["1", "2", "3"])
     assert counts.tolist() == [1, 2, 0, 2]
+    # numeric codes as a request log may hold them count as their tokens
+    assert P.categorical_counts(np.array([2, 2, 7]), ["1", "2"]).tolist() == [0, 2, 1]
+    assert P.categorical_counts(np.array([1.0, np.nan]), ["1", "2"]).tolist() == [1, 0, 1]
     ref = P.proportions(P.categorical_counts(["1"] * 90 + ["2"] * 10, ["1", "2"]))
     cur = P.proportions(P.categorical_counts(["1"] * 50 + ["9"] * 50, ["1", "2"]))
     assert math.isfinite(P.psi(ref, cur)) and P.psi(ref, cur) > 1
