@@ -63,8 +63,9 @@ def categorical_counts(values, categories) -> np.ndarray:
     pos = {c: i for i, c in enumerate(cats)}
     vals = np.asarray(values)
     if vals.dtype.kind in "iuf":  # codes logged as numbers (2, 2.0) are the tokens "2"
+        u, back = np.unique(vals, return_inverse=True)
         vals = np.array([F.category_token(int(v)) if v == v and float(v).is_integer() else str(v)
-                         for v in vals.tolist()], dtype=object)
+                         for v in u.tolist()], dtype=object)[back.reshape(-1)]
     vals = vals.astype(object)
     uniq, inv = np.unique(vals.astype(str), return_inverse=True) if vals.size else ([], np.empty(0, int))
     slot = np.array([pos.get(u, len(cats)) for u in uniq], dtype=np.int64)
