@@ -218,3 +218,31 @@ def test_report_bin_labels_match_the_profile_layout(reference):
     assert report.bin_labels(cat) == ["1", "2", "3", "4", P.OTHER]
     svg = report.bar_chart(["a", "b"], [0.5, 0.5], [0.9, 0.1])
     assert svg.startswith("<svg") and svg.count("<rect") == 4
+
+
+def _doc(window_end="2026-11-23T10:05:00Z", version="1"):
+    return {"window": {"start": "2026-11-23T09:05:00Z", "end": window_end, "id": "20261123T1005Z-60m"},
+            "champion": {"version": version}, "check_id": "c", "status": D.DRIFT, "drifted_features": ["a"],
+            "reasons": ["r"], "samples": 500}
+
+
+def test_start_retraining_at_most_once_per_window(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        sfn = boto3.client("stepfunctions")
+        arn = sfn.create_state_machine(
+            name="sm", roleArn="arn:aws:iam::123456789012:role/sm",
+            definition=json.dumps({"StartAt": "W", "States": {"W": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
+        first = D.start_retraining(sfn, arn, _doc())
+        assert first["started"] and first["name"] == "retrain-20261123T1005Z-60m-v1"
+        assert json.loads(sfn.describe_execution(executionArn=first["execution_arn"])["input"])["window"]["id"] \
+            == "20261123T1005Z-60m"
+        second = D.start_retraining(sfn, arn, _doc())
+        assert second["started"] is False and "still running" in second["message"]
+        sfn.stop_execution(executionArn=first["execution_arn"])
+        third = D.start_retraining(sfn, arn, _doc())            # same window, first one finished
+        assert third["started"] is False and "already exists" in third["message"]
+        cooled = D.start_retraining(sfn, arn, _doc(version="2"), cooldown_minutes=60)
+        assert cooled["started"] is False and "cooldown" in cooled["message"]
+        assert D.start_retraining(sfn, arn, _doc(version="2"))["started"] is True
+        assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 2
