@@ -39,7 +39,8 @@ class Serving(Construct):
 
     Context (``-c key=value``) knobs: ``api_stage`` (prod), ``batch_limit`` (1000),
     ``model_refresh_seconds`` (30), ``request_log_ttl_days`` (30), ``predict_memory_mb`` (1024),
-    ``api_rate_limit`` / ``api_burst_limit`` (usage-plan throttling, 500/1000 rps)."""
+    ``api_rate_limit`` / ``api_burst_limit`` (usage-plan throttling, 500/1000 rps),
+    ``log_sample_rate`` (0.1: share of invocations logging the per-prediction DEBUG line)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, storage, removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
@@ -92,6 +93,8 @@ class Serving(Construct):
             "REQUEST_LOG_TTL_DAYS": str(ctx("request_log_ttl_days") or 30),
             "POWERTOOLS_METRICS_NAMESPACE": "driftstack",
             "POWERTOOLS_LOG_LEVEL": "INFO",
+            # share of invocations that also log DEBUG lines (the per-prediction "predicted" line)
+            "POWERTOOLS_LOGGER_SAMPLE_RATE": str(ctx("log_sample_rate") or 0.1),
         }
         self.layers = [deps, shared]  # reused by the monitoring/retraining functions
         common = dict(runtime=lambda_.Runtime.PYTHON_3_12, architecture=lambda_.Architecture.X86_64,
