@@ -201,6 +201,7 @@ def run(cfg: TrainConfig) -> dict:
                                 bins=cfg.profile_bins)
         profile.update({"rows": len(ref), "source": "training set sample", "data_window": window["train"]})
         train_rmse = metrics.rmse(ref[F.TARGET.name].to_numpy(), ref[PREDICTION].to_numpy())
+    df.unpersist()  # read_features cached it; Spark is done with the data now
 
     metadata = {
         "model_name": cfg.model_name, "sha256": sha256_hex(model_bytes), "contract_hash": F.contract_hash(), "feature_names": list(F.FEATURE_NAMES), "target": F.TARGET.name,
