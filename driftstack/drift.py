@@ -493,6 +493,22 @@ def start_retraining(sfn, state_machine_arn: str, doc: Mapping, *, cooldown_minu
             "message": f"started retraining execution {name}"}
 
 
+def invoke_check(lambda_client, function_name: str, *, at: str | None = None, ignore_cooldown: bool = False,
+                 config: Mapping[str, Any] | None = None) -> dict:
+    """Run the deployed drift-check Lambda now (what the schedule does; used by `driftstack drift-check`).
+    Returns its summary; raises RuntimeError with the function's error message if it failed."""
+    event: dict[str, Any] = {"ignore_cooldown": ignore_cooldown}
+    if at:
+        event["time"] = at
+    if config:
+        event["config"] = dict(config)
+    resp = lambda_client.invoke(FunctionName=function_name, Payload=json.dumps(event).encode())
+    payload = json.loads(resp["Payload"].read() or b"null")
+    if resp.get("FunctionError"):
+        raise RuntimeError(f"drift check failed: {(payload or {}).get('errorMessage', payload)}")
+    return payload
+
+
 # ---------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None) -> int:
@@ -510,10 +526,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="drift config override, e.g. --set window_minutes=60 (repeatable)")
     p.add_argument("--no-persist", action="store_true", help="print the result, write nothing")
+    p.add_argument("--invoke", metavar="FUNCTION", default=os.environ.get("DRIFT_CHECK_FUNCTION"),
+                   help="run the deployed drift-check Lambda instead (it may start retraining)")
+    p.add_argument("--ignore-cooldown", action="store_true", help="with --invoke: start retraining even in cooldown")
     a = p.parse_args(argv)
+    overrides = dict(s.split("=", 1) for s in a.set)
+    if a.invoke:
+        print(json.dumps(invoke_check(boto3.client("lambda"), a.invoke, at=a.at, ignore_cooldown=a.ignore_cooldown,
+                                      config=overrides), indent=2, default=_json_default))
+        return 0
     if not a.bucket or not a.models_table:
         p.error("--bucket and --models-table are required (or ARTIFACT_BUCKET / MODELS_TABLE)")
-    overrides = dict(s.split("=", 1) for s in a.set)
     cfg = DriftConfig.from_env(**overrides)
     s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}))
     ddb = boto3.resource("dynamodb")

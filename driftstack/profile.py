@@ -7,7 +7,9 @@ check then bins the live window with the *stored* edges (``np.searchsorted``, no
 training set) and compares proportions. This module is imported by the drift-check Lambda:
 numpy and the feature contract only.
 
-Binning. Edges are ``[min] + interior quantiles + [nextafter(max)]`` of the reference, deduplicated,
+Binning. Edges are ``[min] + interior quantiles + [max]`` of the reference (deduplicated; each interior
+edge moved halfway down to the previous distinct value, the ends one float32 ulp outside: see
+:func:`numeric_edges`),
 and bins are left-closed ``[e_i, e_{i+1})``; values below the reference minimum and above the
 maximum get their own bins, and NaN has the last bin. So a histogram has ``len(edges) + 2``
 counts: ``[< e_0, [e_0,e_1), ..., >= e_last, NaN]``. Consequences: a constant reference feature
@@ -36,16 +38,27 @@ OTHER = "__other__"
 # ---------------------------------------------------------------- binning
 
 def numeric_edges(reference: np.ndarray, bins: int = DEFAULT_BINS) -> np.ndarray:
-    """Bin edges from the reference quantiles (see module doc). Empty/all-NaN -> no edges."""
+    """Bin edges from the reference quantiles (see module doc). Empty/all-NaN -> no edges.
+
+    Served values are float32 (ONNX inputs and outputs) while the reference is float64, and GBT
+    predictions and integer features have mass points that quantiles land ON. So each interior
+    edge is moved halfway down to the next smaller distinct reference value (same reference
+    proportions, but a value rounded by a float32 ulp stays in its bin), and the outer edges sit one
+    float32 ulp outside [min, max]."""
     if bins < 1:
         raise ValueError("bins must be >= 1")
     x = np.asarray(reference, dtype=np.float64)
-    x = x[~np.isnan(x)]
+    x = np.sort(x[~np.isnan(x)])
     if x.size == 0:
         return np.empty(0)
-    inner = np.quantile(x, np.linspace(0.0, 1.0, bins + 1)[1:-1]) if bins > 1 else np.empty(0)
-    edges = np.concatenate([[x.min()], inner, [np.nextafter(x.max(), np.inf)]])
-    return np.unique(edges)
+    inner = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)[1:-1])) if bins > 1 else np.empty(0)
+    inner = inner[(inner > x[0]) & (inner <= x[-1])]
+    below = x[np.searchsorted(x, inner, side="left") - 1]      # largest reference value < edge
+    inner = (below + inner) / 2.0
+    lo = float(np.nextafter(np.float32(x[0]), np.float32(-np.inf)))
+    hi = float(np.nextafter(np.float32(x[-1]), np.float32(np.inf)))
+    lo, hi = min(lo, np.nextafter(x[0], -np.inf)), max(hi, np.nextafter(x[-1], np.inf))
+    return np.unique(np.concatenate([[lo], inner, [hi]]))
 
 
 def numeric_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
