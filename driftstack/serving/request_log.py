@@ -12,7 +12,8 @@ partition ``time_bucket`` = the UTC hour ``YYYY-MM-DDTHH`` (``#k`` suffix when s
 S3 archive (bulk reads for the drift check): JSON Lines, one object per predict call, under
 ``requests/dt=YYYY-MM-DD/hour=HH/<ts>-<request_id>.jsonl``; feedback under
 ``feedback/dt=…/hour=…/<ts>-<request_id>.json``.  Keys are deterministic, so a replay that writes
-the same record twice is harmless (DynamoDB puts are idempotent by request_id too).
+the same record twice is harmless (DynamoDB puts are idempotent by request_id too). A fallback
+too big for one SQS message is split, each part archived under ``<key>.partN.jsonl``.
 
 Both sinks are written concurrently before the response returns.  When one rejects or times
 out, the affected records go to the fallback SQS queue with the list of sinks still owed; the
@@ -275,8 +276,11 @@ class RequestLog:
             if not self._sqs or not self.settings.queue_url:
                 raise RuntimeError("no fallback queue configured")
             for sink, recs in owed.items():
-                for chunk in _size_chunks(recs):
-                    body = {"v": MESSAGE_VERSION, "kind": kind, "sinks": [sink], "key": key, "records": chunk}
+                chunks = list(_size_chunks(recs))
+                for i, chunk in enumerate(chunks):
+                    # Each chunk owns its archive key: replays never read-modify-write a shared object.
+                    part = key if len(chunks) == 1 else _part_key(key, i)
+                    body = {"v": MESSAGE_VERSION, "kind": kind, "sinks": [sink], "key": part, "records": chunk}
                     self._sqs.send_message(QueueUrl=self.settings.queue_url,
                                            MessageBody=json.dumps(body, separators=(",", ":")))
                 result.fallback_sinks.append(sink)
@@ -351,19 +355,8 @@ def replay_message(body: str | dict, settings: LogSettings, *, dynamodb, s3) -> 
                 if pending:
                     raise RuntimeError(f"{len(pending)} items still unprocessed")
         elif sink == S3:
-            # A record may have been split over several messages: merge into the deterministic key.
-            key = msg["key"]
-            existing = b""
-            try:
-                existing = s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
-            except Exception as exc:  # noqa: BLE001
-                if _error_code(exc) not in ("NoSuchKey", "404"):
-                    raise
-            have = {json.loads(line)["request_id"] for line in existing.splitlines() if line.strip()}
-            new = [r for r in records if r["request_id"] not in have]
-            if new:
-                s3.put_object(Bucket=settings.bucket, Key=key, Body=existing + jsonl(new),
-                              ContentType="application/x-ndjson")
+            s3.put_object(Bucket=settings.bucket, Key=msg["key"], Body=jsonl(records),
+                          ContentType="application/x-ndjson")
         else:
             raise ValueError(f"unknown sink {sink!r}")
     return len(records)
@@ -397,6 +390,11 @@ def read_archive(s3, settings: LogSettings, start: datetime, end: datetime,
                         rec = json.loads(line)
                         if lo <= rec["ts"] <= hi:
                             yield rec
+
+
+def _part_key(key: str, i: int) -> str:
+    stem, dot, ext = key.rpartition(".")
+    return f"{stem}.part{i}.{ext}" if dot else f"{key}.part{i}"
 
 
 def _size_chunks(records: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:

@@ -157,9 +157,13 @@ def test_big_batch_fallback_is_chunked_under_the_sqs_limit(aws):
         replay_message(body, settings, dynamodb=ddb, s3=s3)
     assert len(_all_items(ddb)) == 1000
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="requests/")["Contents"]]
-    assert len(keys) == 1  # the chunks were merged back into the call's one archive object
-    lines = s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read().splitlines()
+    s3_parts = [b for b in bodies if json.loads(b)["sinks"] == ["s3"]]
+    assert len(keys) == len(s3_parts) > 1 and all(".part" in k for k in keys)  # one object per chunk
+    lines = [x for k in keys for x in s3.get_object(Bucket=BUCKET, Key=k)["Body"].read().splitlines()]
     assert sorted(json.loads(x)["request_id"] for x in lines) == sorted(r["request_id"] for r in recs)
+    now = datetime.now(timezone.utc)
+    archived = list(read_archive(s3, settings, now - timedelta(minutes=1), now + timedelta(minutes=1)))
+    assert len(archived) == 1000
 
 
 def test_record_durable_in_s3_when_dynamodb_and_queue_fail(aws):
