@@ -230,7 +230,7 @@ def deployed_api(endpoint: str, stack: str, blob: bytes):
     return outputs, key, base, boto3.client("lambda", **kw)
 
 
-def load(base: str, key: str, body: str, clients: int, seconds: float) -> dict:
+def load(base: str, key: str, body: str | None, clients: int, seconds: float, path: str = "/predict") -> dict:
     import requests
 
     stop = time.monotonic() + seconds
@@ -245,7 +245,8 @@ def load(base: str, key: str, body: str, clients: int, seconds: float) -> dict:
         while time.monotonic() < stop:
             t = time.perf_counter()
             try:
-                r = s.post(f"{base}/predict", data=body, timeout=60)
+                r = (s.post(f"{base}{path}", data=body, timeout=60) if body is not None
+                     else s.get(f"{base}{path}", timeout=60))
                 ok = r.status_code == 200
                 if not ok:
                     bad.append(f"{r.status_code} {r.text[:120]}")
@@ -410,6 +411,11 @@ def main(argv: list[str] | None = None) -> int:
         results.append([c, res["n"], res["errors"], f"{res['p50']:.1f}", f"{res['p99']:.1f}", f"{res['rps']:.0f}",
                         res["first_error"]])
         print(f"  {c} clients: {res}", flush=True)
+    # Reference: GET /health does no DynamoDB/S3 write, so it shows what LocalStack's gateway and
+    # Lambda dispatch cost on this host without the request log.
+    ref = load(base, key, None, 8, min(10.0, args.seconds), path="/health")
+    results.append(["8 (GET /health ref.)", ref["n"], ref["errors"], f"{ref['p50']:.1f}", f"{ref['p99']:.1f}",
+                    f"{ref['rps']:.0f}", ref["first_error"]])
     base_p50 = float(results[0][3])
     table(f"3. through API Gateway on LocalStack ({args.seconds:.0f}s per level, single-trip requests)",
           ["clients", "requests", "errors", "p50 ms", "p99 ms", "req/s", "first error"], results)

@@ -100,7 +100,7 @@ def predict(body: Annotated[PredictRequest, Body()]):  # type: ignore[valid-type
     if model is None:
         _count("NoModel")
         raise _unavailable("no model is loaded: " + "; ".join(MODELS.degraded.values()))
-    batch = isinstance(body, schema.SinglePredictRequest) is False
+    batch = not isinstance(body, schema.SinglePredictRequest)
     rows = [r.__dict__ for r in body.instances] if batch else [body.features.__dict__]
     preds = model.predict(rows)
     latency_ms = round((time.perf_counter() - app.context["started"]) * 1000, 3)
