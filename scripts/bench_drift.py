@@ -9,7 +9,7 @@ Part 1 — PSI for the 12 features (+ predictions), 1M reference rows vs 100K cu
             what the training job stores); a check bins the current window with searchsorted.
   numpy     a straightforward per-check implementation: quantile edges from the raw reference every
             time, np.histogram on both sides, pandas value_counts for categoricals.
-  evidently Evidently 0.7's PSI stattest (needs pandas<3: run from a throwaway venv under
+  evidently Evidently 0.7's PSI stattest (legacy psi_stat_test, what its DataDrift preset runs) (needs pandas<3: run from a throwaway venv under
             .state/bench-evidently, made with `python3.11 -m venv .state/bench-evidently &&
             .state/bench-evidently/bin/pip install evidently "pandas<3"`; skipped with a note when
             absent). Evidently bins numerics its own way (equal-width over reference+current), so to
@@ -140,6 +140,7 @@ import json, sys, time, warnings
 import numpy as np, pandas as pd
 warnings.filterwarnings("ignore")
 from evidently.legacy.calculations.stattests import psi_stat_test
+from evidently.legacy.core import ColumnType
 d = np.load(sys.argv[1], allow_pickle=True)
 names = json.loads(sys.argv[2]); kinds = json.loads(sys.argv[3])
 out = {}
@@ -148,7 +149,7 @@ def run(binned):
     for n, k in zip(names, kinds):
         r = pd.Series(d["ref_bin_" + n] if binned else d["ref_" + n])
         c = pd.Series(d["cur_bin_" + n] if binned else d["cur_" + n])
-        ft = "cat" if (binned or k == "categorical") else "num"
+        ft = ColumnType.Categorical if (binned or k == "categorical") else ColumnType.Numerical
         res[n] = float(psi_stat_test.func(r, c, ft, 0.1)[0])
     return res
 for binned in (False, True):

@@ -1,0 +1,222 @@
+"""The loop, end to end on a real LocalStack: the deployed stack's EventBridge schedule runs the drift
+check, which starts the Step Functions retraining workflow, whose Lambdas run the Spark job through
+the local training backend, compare, and promote (or not) — and the predict API picks the new
+champion up without a redeploy.
+
+Tests run in file order against one deployment (each builds on the previous one's state):
+normal traffic → no drift, no execution; drifted traffic + feedback → exactly one execution started
+by the schedule (and re-triggering the same window starts none) → challenger promoted → served;
+retraining again on the same data → challenger not better → rejected, champion unchanged; a training
+run that fails → failure path, champion unchanged, failure recorded. Data is small (a few thousand
+rows, 10 GBT iterations) so the file runs in minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+
+from driftstack import decision as D
+from driftstack import deploy, drift, registry
+from driftstack.traffic import make_trips
+
+pytestmark = [pytest.mark.localstack, pytest.mark.e2e, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+STACK = "DriftstackLoopTest"
+GBT = {"max_iter": 10, "max_depth": 4}
+
+
+def wait_for(fn, timeout: float, interval: float = 2.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def loop(localstack, tmp_path_factory):
+    state = tmp_path_factory.mktemp("loop")
+    mlflow_uri = f"sqlite:///{state / 'mlflow.db'}"
+    context = {"drift_schedule_minutes": "1", "drift_window_minutes": "30", "training_poll_seconds": "3",
+               "model_refresh_seconds": "3", "retrain_cooldown_minutes": "0",
+               "retrain_training": json.dumps(GBT), "retrain_mlflow": json.dumps({"tracking_uri": mlflow_uri}),
+               "retrain_data": json.dumps({"reference_rows": 1000, "min_labelled": 200})}
+    outputs = deploy.deploy(localstack, stack=STACK, context=context)
+    key = boto3.client("apigateway").get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)["value"]
+    http = requests.Session()
+    http.headers.update({"x-api-key": key, "content-type": "application/json"})
+    ddb = boto3.resource("dynamodb")
+    ns = type("Loop", (), {
+        "out": outputs, "http": http, "state": state, "mlflow_uri": mlflow_uri, "bucket": outputs["BucketName"],
+        "base": f"{localstack}/_aws/execute-api/{outputs['ApiId']}/{outputs['ApiStage']}/v1",
+        "s3": boto3.client("s3"), "sfn": boto3.client("stepfunctions"), "lam": boto3.client("lambda"),
+        "models": ddb.Table(outputs["ModelsTableName"]), "history": ddb.Table(outputs["HistoryTableName"]),
+        "arn": outputs["StateMachineArn"]})
+    yield ns
+    http.close()
+    try:
+        deploy.destroy(localstack, stack=STACK)
+    except deploy.DeployError as exc:  # teardown must not hide the test result
+        print(f"destroy failed: {exc}")
+
+
+def executions(loop) -> list[dict]:
+    return loop.sfn.list_executions(stateMachineArn=loop.arn)["executions"]
+
+
+def send(loop, trips, feedback: bool) -> str:
+    """Batch-predict the trips through the API (and post their true fares); returns the last ts."""
+    ids = []
+    for i in range(0, len(trips.features), 250):
+        r = loop.http.post(loop.base + "/predict", json={"instances": trips.features[i:i + 250]}, timeout=60)
+        assert r.status_code == 200, r.text
+        ids += r.json()["item_ids"]
+    if feedback:
+        def post(k):
+            return loop.http.post(loop.base + "/feedback", json={"request_id": ids[k], "actual_fare": trips.fares[k]},
+                                  timeout=60).status_code
+        with ThreadPoolExecutor(8) as pool:
+            codes = Counter(pool.map(post, range(len(ids))))
+        assert codes == {200: len(ids)}, codes
+    return datetime.now(timezone.utc).isoformat()
+
+
+def check_after(loop, ts: str, timeout: float = 150):
+    """The first scheduled drift check whose window ends after ``ts`` (so it saw that traffic)."""
+    def find():
+        for c in drift.list_checks(loop.history, 10):
+            if c["window"]["end"] > ts.replace("+00:00", "Z"):
+                return c
+        return None
+    return wait_for(find, timeout, what=f"a scheduled drift check covering {ts}")
+
+
+def served_version(loop) -> str | None:
+    r = loop.http.get(loop.base + "/health", timeout=30)
+    return r.json().get("model_version") if r.status_code == 200 else None
+
+
+def finished(loop, name: str, timeout: float = 420) -> dict:
+    arn = loop.arn.replace(":stateMachine:", ":execution:") + f":{name}"
+    return wait_for(lambda: (d := loop.sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d,
+                    timeout, interval=3, what=f"execution {name} to finish")
+
+
+@pytest.fixture(scope="module")
+def champion(loop):
+    """v1 trained by the real Spark job on generated January trips, published as the champion."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "spark_jobs.train", "--generate-rows", "5000", "--max-iter", str(GBT["max_iter"]),
+         "--max-depth", str(GBT["max_depth"]), "--bucket", loop.bucket, "--models-table",
+         loop.out["ModelsTableName"], "--set-champion-pointer", "--mlflow-tracking-uri", loop.mlflow_uri,
+         "--output-dir", str(loop.state / "champion"), "--latency-runs", "200"],
+        cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ptr = registry.read_pointer(loop.models)
+    wait_for(lambda: served_version(loop) == ptr.version, 90, what="the champion to be served")
+    return ptr
+
+
+def test_normal_traffic_no_drift_no_execution(loop, champion):
+    ts = send(loop, make_trips(400, month="2023-01", seed=101), feedback=False)
+    check = check_after(loop, ts)
+    assert check["status"] == drift.NO_DRIFT and check["trigger"] is False, check
+    assert check["samples"] == 400 and check["champion_version"] == champion.version
+    assert executions(loop) == []
+    report = loop.s3.get_object(Bucket=loop.bucket, Key=check["report_uri"].split(loop.bucket + "/", 1)[1])
+    assert b"<svg" in report["Body"].read()
+
+
+def test_drift_triggers_one_execution_and_the_better_challenger_is_served(loop, champion):
+    drifted = make_trips(1000, month="2023-07", drift="both", seed=202)  # longer trips, new fare rules
+    # Pause the schedule while the traffic and its feedback arrive, so the check sees all of it.
+    events = boto3.client("events")
+    events.disable_rule(Name=loop.out["DriftScheduleRuleName"])
+    try:
+        ts = send(loop, drifted, feedback=True)
+    finally:
+        events.enable_rule(Name=loop.out["DriftScheduleRuleName"])
+    check = check_after(loop, ts)
+    assert check["status"] == drift.DRIFT and check["trigger"], check
+    assert check["execution"]["started"] is True, check["execution"]
+    name = check["execution"]["name"]
+
+    # The same window again (a redelivered event, a manual re-run): no second execution.
+    event_time = check["window"]["end"]
+    for _ in range(2):
+        resp = loop.lam.invoke(FunctionName=loop.out["DriftCheckFunctionName"],
+                               Payload=json.dumps({"time": event_time}).encode())
+        again = json.loads(resp["Payload"].read())
+        assert again["check_id"] == check["check_id"] and again["execution"]["started"] is False, again
+    assert [e["name"] for e in executions(loop)] == [name]
+
+    final = finished(loop, name)
+    assert final["status"] == "SUCCEEDED", final
+    record = D.load_record(loop.s3, loop.bucket, name)
+    assert record["outcome"] == D.PROMOTED, record.get("reasons")
+    ev = record["evaluation"]
+    assert ev["challenger"]["metrics"]["rmse"] <= ev["champion"]["metrics"]["rmse"] - 0.5
+    assert record["mlflow_alias"]["status"] == "set"
+    new = registry.read_pointer(loop.models)
+    assert new.version == ev["challenger"]["version"] != champion.version
+    promoted_at = time.monotonic()
+    wait_for(lambda: served_version(loop) == new.version, 60, interval=1, what="the API to serve the new champion")
+    assert time.monotonic() - promoted_at <= 60
+    r = loop.http.post(loop.base + "/predict", json={"features": drifted.features[0]}, timeout=30)
+    assert r.status_code == 200 and r.json()["model_version"] == new.version
+    assert [d["run_id"] for d in D.list_records(loop.history)][:1] == [name]
+
+
+def _start(loop, name: str, **extra) -> str:
+    """Start a run for the latest drift window against the current champion (what the drift check
+    sends), with optional overrides."""
+    doc = drift.list_checks(loop.history, 20)
+    window = next(c["window"] for c in doc if c["status"] == drift.DRIFT)
+    ptr = registry.read_pointer(loop.models)
+    payload = {"run_id": name, "window": window, "check_id": f"manual-{name}",
+               "champion": {"model_name": ptr.model_name, "version": ptr.version, "sha256": ptr.sha256,
+                            "prefix": ptr.prefix}, **extra}
+    loop.sfn.start_execution(stateMachineArn=loop.arn, name=name, input=json.dumps(payload))
+    return name
+
+
+def test_a_challenger_that_is_not_better_is_rejected(loop, champion):
+    before = registry.read_pointer(loop.models)
+    name = _start(loop, f"again-{int(time.time())}")   # same data as the promoted champion saw
+    final = finished(loop, name)
+    assert final["status"] == "SUCCEEDED", final
+    record = D.load_record(loop.s3, loop.bucket, name)
+    assert record["outcome"] == D.REJECTED
+    failed = [c["name"] for c in record["decision"]["checks"] if not c["passed"]]
+    assert "rmse" in failed and any("improvement" in r for r in record["reasons"])
+    assert registry.read_pointer(loop.models) == before
+    assert served_version(loop) == before.version
+
+
+def test_a_failed_training_run_takes_the_failure_path(loop, champion):
+    before = registry.read_pointer(loop.models)
+    name = _start(loop, f"broken-{int(time.time())}", training={"max_depth": -1})
+    final = finished(loop, name)
+    assert final["status"] == "FAILED"
+    record = D.load_record(loop.s3, loop.bucket, name)
+    assert record["outcome"] == D.FAILED and "maxDepth" in record["error"], record.get("error")
+    assert "champion unchanged" in record["reasons"]
+    assert registry.read_pointer(loop.models) == before
+    listed = {d["run_id"]: d for d in D.list_records(loop.history)}
+    assert listed[name]["outcome"] == D.FAILED
