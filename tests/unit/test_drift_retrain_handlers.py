@@ -1,0 +1,123 @@
+"""Retraining Lambda handlers against moto: prepare's validation, promote's conditional write (a
+concurrent promotion makes it fail, champion untouched), reject and failure records."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from driftstack import decision as D
+from driftstack import registry
+from driftstack.serving.request_log import archive_key, iso, jsonl, make_record, utc_now
+from driftstack.training_set import NotEnoughData
+from driftstack.traffic import make_trips
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "artifacts"
+
+
+@dataclass
+class Ctx:
+    function_name: str = "t"
+    memory_limit_in_mb: int = 128
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:t"
+    aws_request_id: str = "req"
+
+
+@pytest.fixture
+def app(monkeypatch, tmp_path):
+    for k, v in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t",
+                 "ARTIFACT_BUCKET": BUCKET, "MODELS_TABLE": "models", "HISTORY_TABLE": "history",
+                 "TRAINING_BACKEND": "emr-serverless"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        ddb = boto3.resource("dynamodb")
+        ddb.create_table(TableName="models", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+        ddb.create_table(TableName="history", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                                         {"AttributeName": "sk", "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in ("pk", "sk")],
+                         BillingMode="PAY_PER_REQUEST")
+        spec = importlib.util.spec_from_file_location("retrain_app", ROOT / "functions" / "retrain" / "app.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        yield mod
+
+
+def _event(version="1"):
+    now = utc_now()
+    return {"run_id": "run-1", "champion": {"model_name": "fare", "version": version, "sha256": "a" * 64,
+                                            "prefix": "models/fare/aaaa/", "bucket": BUCKET},
+            "window": {"start": iso(now - timedelta(minutes=30)), "end": iso(now + timedelta(minutes=1)), "id": "w"},
+            "evaluation": {"holdout": {"rows": 300},
+                           "champion": {"metrics": {"rmse": 9.0}, "latency": {"single_row_p50_ms": 0.02}},
+                           "challenger": {"model_name": "fare", "version": "2", "sha256": "b" * 64,
+                                          "prefix": "models/fare/bbbb/", "bucket": BUCKET, "metrics": {"rmse": 4.0},
+                                          "latency": {"single_row_p50_ms": 0.02}}},
+            "decision": {"outcome": "promote", "reasons": ["RMSE better"]}}
+
+
+def test_prepare_refuses_too_little_labelled_traffic_and_writes_the_labelled_set(app):
+    s3 = boto3.client("s3")
+    trips = make_trips(250, month="2023-07", drift="both", seed=5)
+    now = utc_now() - timedelta(minutes=5)
+    recs = [make_record(request_id=f"r{i}", ts=iso(now), features=f, prediction=10.0, model_name="fare",
+                        model_version="1", latency_ms=1.0, batch_id="b") for i, f in enumerate(trips.features)]
+    s3.put_object(Bucket=BUCKET, Key=archive_key("requests/", recs), Body=jsonl(recs))
+    for r, fare in list(zip(recs, trips.fares))[:150]:
+        s3.put_object(Bucket=BUCKET, Key=f"feedback/dt={iso(now)[:10]}/hour={iso(now)[11:13]}/{r['request_id']}.json",
+                      Body=json.dumps({"request_id": r["request_id"], "actual_fare": fare, "request_ts": r["ts"],
+                                       "prediction": 10.0, "model_version": "1"}).encode())
+    with pytest.raises(NotEnoughData, match="150 valid labelled rows < 200"):
+        app.prepare(_event(), Ctx())
+    out = app.prepare({**_event(), "data": {"min_labelled": 100}}, Ctx())
+    assert out["labelled"]["rows_out"] == 150
+    body = s3.get_object(Bucket=BUCKET, Key="retrain/run-1/labelled.jsonl")["Body"].read().decode().splitlines()
+    row = json.loads(body[0])
+    assert len(body) == 150 and row["fare_amount"] > 0 and row["ts"] and isinstance(row["RatecodeID"], str)
+    spec = json.loads(s3.get_object(Bucket=BUCKET, Key=out["spec_key"])["Body"].read())
+    assert spec["labelled_uri"].endswith("labelled.jsonl") and spec["champion"]["version"] == "1"
+
+
+def test_promote_is_a_conditional_write_a_concurrent_promotion_wins(app):
+    models = boto3.resource("dynamodb").Table("models")
+    registry.write_pointer(models, model_name="fare", version="1", bucket=BUCKET, prefix="models/fare/aaaa/",
+                           sha256="a" * 64, expected_version=None)
+    # Someone else promoted version 7 while this run was training:
+    registry.write_pointer(models, model_name="fare", version="7", bucket=BUCKET, prefix="models/fare/7777/",
+                           sha256="7" * 64, expected_version="1")
+    with pytest.raises(registry.PointerConflict):
+        app.promote(_event(version="1"), Ctx())
+    assert registry.read_pointer(models).version == "7"
+    failed = app.record_failure({**_event(), "error": {"Error": "PointerConflict",
+                                                       "Cause": json.dumps({"errorMessage": "pointer moved"})}}, Ctx())
+    assert failed["reason"] == "PointerConflict: pointer moved"
+    rec = D.load_record(boto3.client("s3"), BUCKET, "run-1")
+    assert rec["outcome"] == D.FAILED and "champion unchanged" in rec["reasons"]
+
+
+def test_promote_switches_the_pointer_and_emits_the_event(app):
+    models = boto3.resource("dynamodb").Table("models")
+    registry.write_pointer(models, model_name="fare", version="1", bucket=BUCKET, prefix="models/fare/aaaa/",
+                           sha256="a" * 64, expected_version=None)
+    out = app.promote(_event(), Ctx())
+    assert out["version"] == "2" and out["previous_version"] == "1"
+    assert out["mlflow_alias"]["status"] == "pending"     # not the local backend: intent recorded
+    assert registry.read_pointer(models).version == "2"
+    assert D.load_record(boto3.client("s3"), BUCKET, "run-1")["outcome"] == D.PROMOTED
+
+
+def test_reject_records_a_human_no(app):
+    ev = {**_event(), "approval": {"approved": False, "by": "alice", "reason": "holiday freeze"}}
+    out = app.reject(ev, Ctx())
+    assert out["reasons"] == ["rejected by alice: holiday freeze"]
+    assert D.list_records(boto3.resource("dynamodb").Table("history"))[0]["outcome"] == D.REJECTED
