@@ -256,18 +256,26 @@ def compute(profile: Mapping, data: WindowData, *, holdout_metrics: Mapping | No
     """Statistics of the window (already filtered to what should be compared)."""
     t0 = time.perf_counter()
     n = len(data)
-    out: dict[str, Any] = {"samples": n, "features": {}, "prediction": None, "performance": None}
+    out: dict[str, Any] = {"samples": n, "features": {}, "prediction": None, "performance": None,
+                           "current_proportions": {}}
     if n:
-        stats = P.compare(profile, data.columns, data.predictions)
-        for name in F.FEATURE_NAMES:
-            if name in stats:
-                s = stats[name]
-                s["drifted"] = bool(s["psi"] >= cfg.psi_threshold)
+        eps = profile.get("epsilon", P.DEFAULT_EPS)
+        entries = [(name, profile["features"][name], data.columns[name], cfg.psi_threshold)
+                   for name in F.FEATURE_NAMES if name in profile["features"] and name in data.columns]
+        if "prediction" in profile:
+            entries.append(("prediction", profile["prediction"], data.predictions, cfg.prediction_psi_threshold))
+        for name, entry, values, threshold in entries:
+            # The window is binned once; the proportions feed the statistics and the report.
+            cur = P.current_proportions(entry, values)
+            ref = np.asarray(entry["proportions"])
+            s = {"psi": P.psi(ref, cur, eps), "kl": P.kl_divergence(ref, cur, eps),
+                 "js": P.js_divergence(ref, cur, eps), "n": n}
+            s["drifted"] = bool(s["psi"] >= threshold)
+            out["current_proportions"][name] = cur.tolist()
+            if name == "prediction":
+                out["prediction"] = s
+            else:
                 out["features"][name] = s
-        if "prediction" in stats:
-            s = stats["prediction"]
-            s["drifted"] = bool(s["psi"] >= cfg.prediction_psi_threshold)
-            out["prediction"] = s
     out["performance"] = performance(data.feedback, holdout_metrics, champion_version, cfg)
     out["compute_ms"] = round((time.perf_counter() - t0) * 1000, 3)
     return out
@@ -364,22 +372,11 @@ def run_check(*, s3, models_table, bucket: str, now: datetime | str | None = Non
                         "profile": {name: {k: e[k] for k in ("kind", "proportions", "edges", "categories") if k in e}
                                     for name, e in {**prof["features"], **({"prediction": prof["prediction"]}
                                                                            if "prediction" in prof else {})}.items()}}
-    doc["current_proportions"] = _current(prof, data)
     doc["requests_in_window"] = total
     doc["io"] = {"objects": data.objects_read, "bytes": data.bytes_read, "skipped": data.skipped,
                  "read_seconds": round(read_s, 3)}
     doc["seconds"] = round(time.perf_counter() - t0, 3)
     return doc
-
-
-def _current(prof: Mapping, data: WindowData) -> dict:
-    if not len(data):
-        return {}
-    out = {name: P.current_proportions(e, data.columns[name]).tolist() for name, e in prof["features"].items()
-           if name in data.columns}
-    if "prediction" in prof:
-        out["prediction"] = P.current_proportions(prof["prediction"], data.predictions).tolist()
-    return out
 
 
 def result_keys(doc: Mapping) -> tuple[str, str]:

@@ -23,6 +23,7 @@ Smoothing. Empty bins would make the log-ratio infinite; proportions are smoothe
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 
 import numpy as np
@@ -79,12 +80,13 @@ def categorical_counts(values, categories) -> np.ndarray:
         u, back = np.unique(vals, return_inverse=True)
         vals = np.array([F.category_token(int(v)) if v == v and float(v).is_integer() else str(v)
                          for v in u.tolist()], dtype=object)[back.reshape(-1)]
-    vals = vals.astype(object)
-    uniq, inv = np.unique(vals.astype(str), return_inverse=True) if vals.size else ([], np.empty(0, int))
-    slot = np.array([pos.get(u, len(cats)) for u in uniq], dtype=np.int64)
-    # None/NaN become "None"/"nan" strings above -> not a category -> OTHER bin.
-    return np.bincount(slot[inv] if vals.size else np.empty(0, np.int64),
-                       minlength=len(cats) + 1).astype(np.int64)
+    # Count the distinct values with a hash table (np.unique on an object array sorts with Python
+    # comparisons: ~6x slower), then map each distinct value to its slot by its string form.
+    # None/NaN become "None"/"nan" -> not a category -> OTHER bin.
+    counts = np.zeros(len(cats) + 1, dtype=np.int64)
+    for value, n in Counter(vals.astype(object).tolist()).items():
+        counts[pos.get(str(value), len(cats))] += n
+    return counts
 
 
 def proportions(counts: np.ndarray) -> np.ndarray:
