@@ -26,27 +26,13 @@ class Trips:
     fares: list[float]
 
 
-def _request_value(feature, value) -> Any:
-    """A derived column value -> the JSON value the strict API expects (ints stay ints)."""
-    if feature.kind == "categorical":
-        for cat in feature.categories:  # tokens are strings; the API takes the contract's own values
-            if fc.category_token(cat) == value:
-                return cat
-        raise ValueError(f"{feature.name}: {value!r} is not a contract category")
-    return int(value) if feature.integer else round(float(value), 3)
-
-
 def make_trips(rows: int, *, month: str = "2023-01", drift: str = "none", seed: int | None = None) -> Trips:
     """``rows`` valid trips of ``month`` (drift: none|covariate|concept|both), as API request bodies."""
-    from driftstack.data.derive import derive
-    from driftstack.data.generate import generate_trips
+    from driftstack.data.generate import feature_records
 
-    raw = generate_trips(int(rows * 1.1) + 10, month, seed=seed, drift=drift)  # defects get dropped
-    batch = derive(raw).kept()
-    n = min(rows, len(batch))
-    cols = {f.name: batch.features[f.name][:n] for f in fc.FEATURES}
-    out = [{f.name: _request_value(f, cols[f.name][i]) for f in fc.FEATURES} for i in range(n)]
-    return Trips(out, [float(x) for x in np.asarray(batch.target[:n])])
+    records = feature_records(rows, month, seed=seed, drift=drift)
+    fares = [rec.pop(fc.TARGET.name) for rec in records]
+    return Trips(records, fares)
 
 
 @dataclass
