@@ -5,6 +5,9 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
 .PHONY: setup test test-unit demo up down status deploy destroy layers bench clean
 
+demo: setup       ## the whole loop on this machine: LocalStack, deploy, train, serve, drift, retrain, promote
+	$(PY) -m driftstack.demo
+
 setup:            ## install everything (idempotent, quick when up to date)
 	@bash scripts/setup.sh
 

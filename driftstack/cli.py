@@ -249,6 +249,151 @@ def traffic(ctx: click.Context, count: int, rate: float | None, concurrency: int
         ctx.exit(EXIT_FAILED)
 
 
+# --- the loop -------------------------------------------------------------------------------
+
+def _outputs() -> dict[str, str]:
+    from driftstack.api_client import StackNotDeployed, stack_outputs
+
+    try:
+        return stack_outputs()
+    except StackNotDeployed as exc:
+        raise NotReady(str(exc)) from exc
+
+
+def _history_table():
+    import boto3
+
+    from driftstack.api_client import _output
+
+    return boto3.resource("dynamodb").Table(_output(_outputs(), "HistoryTableName"))
+
+
+@cli.command("drift-check")
+@click.option("--at", help="Check time, ISO-8601 (default now): the window ends there.")
+@click.option("--ignore-cooldown", is_flag=True, help="Start retraining even within the cooldown.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def drift_check(ctx: click.Context, at: str | None, ignore_cooldown: bool, as_json: bool) -> None:
+    """Run the deployed drift check now (what the schedule does) and print its result.
+    It starts retraining when its thresholds are crossed."""
+    import boto3
+
+    from driftstack import drift
+    from driftstack.api_client import _output
+
+    fn = _output(_outputs(), "DriftCheckFunctionName")
+    try:
+        doc = drift.invoke_check(boto3.client("lambda"), fn, at=at, ignore_cooldown=ignore_cooldown)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        _echo_json(doc)
+        return
+    from rich.console import Console
+
+    from driftstack.watch import render_checks
+
+    checks = drift.list_checks(_history_table(), 10)
+    mine = [c for c in checks if c["check_id"] == doc.get("check_id")] or checks[:1]
+    Console().print(render_checks(mine))
+    click.echo(f"report: {(mine[0] if mine else doc).get('report_uri')}")
+
+
+@cli.command()
+@click.argument("execution", required=False)
+@click.option("--once", is_flag=True, help="Print the current state and exit.")
+def watch(execution: str | None, once: bool) -> None:
+    """Live view of a retraining execution (default: the newest; waits for one)."""
+    from driftstack import watch as w
+
+    _outputs()
+    view = w.watch(w.resources(), execution, once=once)
+    if view is not None and view.status not in ("RUNNING", "SUCCEEDED"):
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("run_id", required=False)
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def decisions(run_id: str | None, limit: int, as_json: bool) -> None:
+    """List retraining decisions (newest first), or show one decision record in full."""
+    import boto3
+
+    from driftstack import decision
+    from driftstack.api_client import _output
+
+    if run_id:
+        record = decision.load_record(boto3.client("s3"), _output(_outputs(), "BucketName"), run_id)
+        if record is None:
+            raise click.ClickException(f"no decision record for run {run_id!r}; see `driftstack decisions`")
+        _echo_json(record)
+        return
+    records = decision.list_records(_history_table(), limit)
+    if as_json:
+        _echo_json(records)
+    else:
+        from rich.console import Console
+
+        from driftstack.watch import render_runs
+
+        Console().print(render_runs(records))
+
+
+def _complete(run_id: str, approved: bool, reason: str) -> None:
+    import boto3
+
+    from driftstack import decision
+
+    table = _history_table()
+    try:
+        out = decision.complete_approval(boto3.client("stepfunctions"), table, run_id, approved,
+                                         by=os.environ.get("USER", "cli"), reason=reason)
+    except Exception as exc:  # unknown run, token expired
+        raise click.ClickException(f"cannot {'approve' if approved else 'reject'} {run_id}: {exc}") from exc
+    _echo_json(out)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--reason", default="", help="Recorded with the decision.")
+def approve(run_id: str, reason: str) -> None:
+    """Approve a promotion waiting for a human (stacks deployed with -c approval=true)."""
+    _complete(run_id, True, reason)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--reason", required=True, help="Why (recorded with the decision).")
+def reject(run_id: str, reason: str) -> None:
+    """Reject a promotion waiting for a human."""
+    _complete(run_id, False, reason)
+
+
+@cli.command()
+@click.option("--open", "open_it", is_flag=True, help="Open it in the default browser.")
+def report(open_it: bool) -> None:
+    """Download the latest drift report (HTML with plots) and print its local path."""
+    import boto3
+
+    from driftstack import drift
+    from driftstack.deploy import STATE_DIR
+
+    checks = [c for c in drift.list_checks(_history_table(), 20) if c.get("report_uri")]
+    if not checks:
+        raise click.ClickException("no drift report yet: wait for the schedule or run `driftstack drift-check`")
+    uri = checks[0]["report_uri"]
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    path = STATE_DIR / "reports" / key.rsplit("/", 1)[-1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    boto3.client("s3").download_file(bucket, key, str(path))
+    click.echo(f"{uri}\n{path}")
+    if open_it:
+        import webbrowser
+
+        webbrowser.open(path.as_uri())
+
+
 def main() -> None:
     cli(obj={})
 

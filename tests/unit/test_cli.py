@@ -18,7 +18,8 @@ def runner(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("command", [[], ["up"], ["down"], ["status"], ["deploy"], ["train"], ["predict"],
-                                     ["traffic"]])
+                                     ["traffic"], ["drift-check"], ["watch"], ["decisions"], ["approve"],
+                                     ["reject"], ["report"]])
 def test_help(runner, command):
     result = runner.invoke(cli, [*command, "--help"])
     assert result.exit_code == 0, result.output
@@ -70,3 +71,17 @@ def test_unknown_choice_is_a_usage_error(runner):
     result = runner.invoke(cli, ["predict", "--pickup-borough", "Atlantis"])
     assert result.exit_code == 2
     assert "Atlantis" in result.output
+
+
+@pytest.mark.parametrize("command", [["drift-check"], ["watch", "--once"], ["decisions"], ["report"],
+                                     ["approve", "run-1"], ["train", "--rows", "10"]])
+def test_loop_commands_without_stack_exit_3(runner, command):
+    result = runner.invoke(cli, command)
+    assert result.exit_code == cli_mod.EXIT_NOT_READY, result.output
+    assert "deploy first" in result.output
+
+
+def test_reject_requires_a_reason(runner):
+    result = runner.invoke(cli, ["reject", "run-1"])
+    assert result.exit_code == 2
+    assert "--reason" in result.output
