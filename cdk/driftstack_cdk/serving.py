@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
@@ -146,6 +147,22 @@ class Serving(Construct):
                                             burst_limit=int(ctx("api_burst_limit") or 1000)),
             api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)])
         plan.add_api_key(self.api_key)
+
+        # Alarms (no actions wired: the monitoring construct's SNS topic can subscribe to them).
+        cloudwatch.Alarm(
+            self, "FallbackDlqNotEmpty", alarm_description="request-log records the replay could not write",
+            metric=self.fallback_dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
+            threshold=0, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
+        for name, what in (("ModelLoadFailures", "a new champion was refused; the previous model keeps serving"),
+                           ("RequestLogFallbacks", "request-log writes went to the fallback queue")):
+            cloudwatch.Alarm(
+                self, f"{name}Alarm", alarm_description=what,
+                metric=cloudwatch.Metric(namespace="driftstack", metric_name=name, statistic="Sum",
+                                         dimensions_map={"service": "driftstack-predict"},
+                                         period=Duration.minutes(5)),
+                threshold=0, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
 
         out = Stack.of(self)
         CfnOutput(out, "ApiId", value=self.api.rest_api_id)

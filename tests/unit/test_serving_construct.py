@@ -91,3 +91,9 @@ def test_least_privilege(template):
     assert not actions & forbidden, actions & forbidden
     text = json.dumps(predict)
     assert "/models/*" in text and "/requests/*" in text and "/feedback/*" in text
+
+
+def test_alarms_on_dlq_and_serving_metrics(template):
+    alarms = [a["Properties"] for a in template.find_resources("AWS::CloudWatch::Alarm").values()]
+    names = {a.get("MetricName") for a in alarms}
+    assert {"ApproximateNumberOfMessagesVisible", "ModelLoadFailures", "RequestLogFallbacks"} <= names
