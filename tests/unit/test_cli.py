@@ -12,6 +12,10 @@ from driftstack.cli import cli
 @pytest.fixture
 def runner(monkeypatch, tmp_path):
     monkeypatch.setenv("DRIFTSTACK_STATE_DIR", str(tmp_path))
+    # The CLI points boto3 at the endpoint through os.environ (setdefault); pin those variables here
+    # so monkeypatch restores them and later moto tests in this process are not sent to LocalStack.
+    for var in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9" if var == "AWS_ENDPOINT_URL" else "testing")
     import driftstack.api_client as api_client
     monkeypatch.setattr(api_client, "STATE_DIR", tmp_path)
     return CliRunner()
