@@ -4,6 +4,7 @@ from aws_cdk import RemovalPolicy, Stack
 from constructs import Construct
 
 from driftstack_cdk.monitoring import Monitoring
+from driftstack_cdk.operations import Operations
 from driftstack_cdk.retraining import Retraining
 from driftstack_cdk.serving import Serving
 from driftstack_cdk.storage import Storage
@@ -21,3 +22,6 @@ class DriftstackStack(Stack):
                                      removal_policy=removal)
         self.monitoring = Monitoring(self, "Monitoring", storage=self.storage, layers=self.serving.layers,
                                      retraining=self.retraining)
+        # Alarms -> the retraining notification topic (one topic for people to subscribe to), dashboard.
+        self.operations = Operations(self, "Operations", serving=self.serving, retraining=self.retraining,
+                                     topic=self.retraining.topic)

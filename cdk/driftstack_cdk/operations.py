@@ -1,0 +1,149 @@
+"""Operations: CloudWatch alarms to the SNS alert topic and one dashboard.
+
+Alarms (each publishes ALARM and OK to the topic):
+
+    Api5xxRate          API Gateway 5XXError / Count (percent, 5 min)       > alarm_5xx_rate_percent (5)
+    PredictLatencyP99   in-handler PredictLatency p99 (ms, 5 min)           > alarm_latency_p99_ms (100)
+    ApiLatencyP99       API Gateway Latency p99 (ms, 5 min)                 > alarm_api_latency_p99_ms (2000)
+    DriftDetected       drift check DriftTriggered (max, per schedule)      >= 1
+    RetrainingFailed    state machine ExecutionsFailed + ExecutionsTimedOut >= 1
+    CanaryRolledBack    canary evaluation CanaryRollbacks (sum)             >= 1
+    (serving's)         fallback DLQ not empty, ModelLoadFailures, RequestLogFallbacks (log-fallback count)
+
+The serving construct's alarms are found in its subtree and wired to the same topic, so there is
+one place where alarm actions are decided.  ``-c alert_webhook_url=https://hooks.slack.com/...``
+adds an HTTPS subscription (Slack/Teams/any webhook behind SNS's confirmation handshake);
+``-c alert_email=ops@example.com`` an e-mail one.
+
+The dashboard shows request rate, latency, errors, per-feature PSI (from the drift check's
+FeaturePSI_<feature> metrics; the feature list comes from the feature contract), the model version
+over time (a Logs Insights query over the predict function's EMF lines, which carry
+``model_version``) and the rollout traffic split.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subs
+from constructs import Construct
+
+from driftstack import features as fc
+
+NAMESPACE = "driftstack"
+PREDICT_SERVICE = "driftstack-predict"
+DRIFT_SERVICE = "driftstack-drift-check"
+CANARY_SERVICE = "driftstack-canary-eval"
+PERIOD = Duration.minutes(5)
+
+
+def app_metric(name: str, service: str, statistic: str = "Sum", period: Duration = PERIOD,
+               label: str | None = None) -> cloudwatch.Metric:
+    """A custom metric as Powertools emits it: namespace driftstack, dimension service=<service>."""
+    return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name, statistic=statistic,
+                             dimensions_map={"service": service}, period=period, label=label)
+
+
+class Operations(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, serving, retraining, topic: sns.ITopic) -> None:
+        super().__init__(scope, construct_id)
+        ctx = self.node.try_get_context
+        self.topic = topic
+        if ctx("alert_webhook_url"):
+            topic.add_subscription(subs.UrlSubscription(str(ctx("alert_webhook_url"))))
+        if ctx("alert_email"):
+            topic.add_subscription(subs.EmailSubscription(str(ctx("alert_email"))))
+        action = cw_actions.SnsAction(topic)
+        api = serving.api
+        drift_period = Duration.minutes(max(1, int(float(ctx("drift_schedule_minutes") or 60))))
+
+        api_5xx_rate = cloudwatch.MathExpression(
+            expression="IF(requests > 0, 100 * errors / requests, 0)", label="API 5xx rate (%)",
+            using_metrics={"errors": api.metric_server_error(period=PERIOD, statistic="Sum"),
+                           "requests": api.metric_count(period=PERIOD, statistic="Sum")},
+            period=PERIOD)
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+
+        def alarm(name: str, metric: cloudwatch.IMetric, threshold: float, description: str, *,
+                  op=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD, periods: int = 1,
+                  datapoints: int | None = None) -> cloudwatch.Alarm:
+            a = cloudwatch.Alarm(
+                self, name, alarm_name=f"{Stack.of(self).stack_name}-{name}", alarm_description=description,
+                metric=metric, threshold=threshold, comparison_operator=op, evaluation_periods=periods,
+                datapoints_to_alarm=datapoints or periods, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
+            self.alarms[name] = a
+            return a
+
+        ge = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        alarm("Api5xxRate", api_5xx_rate, float(ctx("alarm_5xx_rate_percent") or 5),
+              "share of API requests answered 5xx (percent over 5 minutes)", periods=3, datapoints=2)
+        alarm("PredictLatencyP99", app_metric("PredictLatency", PREDICT_SERVICE, "p99"),
+              float(ctx("alarm_latency_p99_ms") or 100), "in-handler predict latency p99 (ms)",
+              periods=3, datapoints=2)
+        alarm("ApiLatencyP99", api.metric_latency(period=PERIOD, statistic="p99"),
+              float(ctx("alarm_api_latency_p99_ms") or 2000), "end-to-end API latency p99 (ms)",
+              periods=3, datapoints=2)
+        alarm("DriftDetected", app_metric("DriftTriggered", DRIFT_SERVICE, "Maximum", drift_period), 1,
+              "the drift check crossed its thresholds (retraining was requested)", op=ge)
+        sm = retraining.state_machine
+        failed = cloudwatch.MathExpression(
+            expression="failed + timedout", label="retraining executions failed or timed out",
+            using_metrics={"failed": sm.metric_failed(period=PERIOD, statistic="Sum"),
+                           "timedout": sm.metric_timed_out(period=PERIOD, statistic="Sum")}, period=PERIOD)
+        alarm("RetrainingFailed", failed, 1, "a retrain-and-compare execution failed; the champion is unchanged",
+              op=ge)
+        alarm("CanaryRolledBack", app_metric("CanaryRollbacks", CANARY_SERVICE), 1,
+              "a canary was rolled back on live evidence (reason in `driftstack status`)", op=ge)
+
+        # Every alarm in the stack so far (ours and the serving construct's) notifies the topic.
+        serving_alarms = [c for c in serving.node.find_all() if isinstance(c, cloudwatch.Alarm)]
+        for a in [*self.alarms.values(), *serving_alarms]:
+            a.add_alarm_action(action)
+            a.add_ok_action(action)
+        self.all_alarms = [*self.alarms.values(), *serving_alarms]
+
+        # ---- dashboard
+        p = lambda name, stat="Sum", label=None: app_metric(name, PREDICT_SERVICE, stat, Duration.minutes(1), label)  # noqa: E731
+        board = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{Stack.of(self).stack_name}-operations",
+                                     default_interval=Duration.hours(6))
+        board.add_widgets(
+            cloudwatch.GraphWidget(title="Request rate (per minute)", width=8, left=[
+                api.metric_count(period=Duration.minutes(1), statistic="Sum", label="API requests"),
+                p("Predictions", label="predicted rows")]),
+            cloudwatch.GraphWidget(title="Latency (ms)", width=8, left=[
+                p("PredictLatency", "p50", "in-handler p50"), p("PredictLatency", "p99", "in-handler p99"),
+                api.metric_latency(period=Duration.minutes(1), statistic="p99", label="API p99")]),
+            cloudwatch.GraphWidget(title="Errors", width=8, left=[
+                api.metric_server_error(period=Duration.minutes(1), statistic="Sum", label="API 5xx"),
+                api.metric_client_error(period=Duration.minutes(1), statistic="Sum", label="API 4xx"),
+                p("RequestLogFallbacks", label="log fallbacks"), p("ModelLoadFailures", label="models refused"),
+                p("CanaryErrors", label="canary errors (served by champion)"),
+                p("ShadowErrors", label="shadow errors")]),
+        )
+        board.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Per-feature PSI (drift check)", width=12,
+                left=[app_metric(f"FeaturePSI_{n}", DRIFT_SERVICE, "Maximum", drift_period, n)
+                      for n in fc.FEATURE_NAMES]
+                + [app_metric("PredictionPSI", DRIFT_SERVICE, "Maximum", drift_period, "prediction")],
+                left_annotations=[cloudwatch.HorizontalAnnotation(value=0.2, label="PSI 0.2")]),
+            cloudwatch.LogQueryWidget(
+                title="Model version over time (served requests)", width=12,
+                log_group_names=[serving.predict_fn.log_group.log_group_name],
+                view=cloudwatch.LogQueryVisualizationType.STACKEDAREA,
+                query_lines=["fields @timestamp, model_version", "filter ispresent(model_version)",
+                             "stats count(*) by model_version, bin(5m)"]),
+        )
+        board.add_widgets(
+            cloudwatch.GraphWidget(title="Rollout traffic", width=12, left=[
+                p("CanaryRequests", label="served by canary"), p("ShadowPredictions", label="shadow-scored")]),
+            cloudwatch.AlarmStatusWidget(title="Alarms", width=12, alarms=self.all_alarms),
+        )
+        self.dashboard = board
+
+        out = Stack.of(self)
+        CfnOutput(out, "AlertTopicArn", value=topic.topic_arn)
+        CfnOutput(out, "DashboardName", value=board.dashboard_name)
+        CfnOutput(out, "AlarmNames", value=",".join(a.alarm_name for a in self.all_alarms))
