@@ -20,8 +20,13 @@ from driftstack.registry import METADATA_FILE, MODEL_FILE, artifact_prefix, read
 
 
 def build_toy_model(base: float = 3.0, per_mile: float = 2.5, per_minute: float = 0.5,
-                    bump: float = 0.0) -> bytes:
-    """Serialized ONNX model; change any coefficient to get a different artifact (new sha256)."""
+                    bump: float = 0.0, slow_layers: int = 0, nan_above_distance: float | None = None) -> bytes:
+    """Serialized ONNX model; change any coefficient to get a different artifact (new sha256).
+
+    Faulty variants for rollout tests (same predictions otherwise): ``slow_layers`` adds that many
+    256x256 MatMul+Tanh layers whose result is multiplied by 0 (a slower model); ``nan_above_distance``
+    makes the prediction NaN for trips longer than that (a model that fails on part of the traffic
+    yet passes the loader's smoke test)."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -43,6 +48,24 @@ def build_toy_model(base: float = 3.0, per_mile: float = 2.5, per_minute: float 
                                       domain="ai.onnx.ml", keys_strings=tokens, values_floats=values,
                                       default_float=0.0))
         terms.append(f"{feat.name}_offset")
+    if slow_layers:
+        rng = np.random.default_rng(0)
+        inits.append(numpy_helper.from_array(rng.normal(0, 0.1, (len(fc.NUMERIC_NAMES), 256)).astype(np.float32), "slow_in"))
+        nodes.append(helper.make_node("MatMul", ["numerics", "slow_in"], ["slow_0"]))
+        for i in range(slow_layers):
+            inits.append(numpy_helper.from_array(rng.normal(0, 0.06, (256, 256)).astype(np.float32), f"slow_w{i}"))
+            nodes.append(helper.make_node("MatMul", [f"slow_{i}", f"slow_w{i}"], [f"slow_m{i}"]))
+            nodes.append(helper.make_node("Tanh", [f"slow_m{i}"], [f"slow_{i + 1}"]))
+        inits.append(numpy_helper.from_array(np.zeros((256, 1), dtype=np.float32), "slow_out"))
+        nodes.append(helper.make_node("MatMul", [f"slow_{slow_layers}", "slow_out"], ["slow_term"]))
+        terms.append("slow_term")
+    if nan_above_distance is not None:
+        inits.append(numpy_helper.from_array(np.array([[nan_above_distance]], dtype=np.float32), "nan_limit"))
+        inits.append(numpy_helper.from_array(np.array([[0.0]], dtype=np.float32), "zero"))
+        nodes.append(helper.make_node("Sub", ["nan_limit", "trip_distance"], ["nan_room"]))
+        nodes.append(helper.make_node("Sqrt", ["nan_room"], ["nan_root"]))  # NaN when distance > limit
+        nodes.append(helper.make_node("Mul", ["nan_root", "zero"], ["nan_term"]))
+        terms.append("nan_term")
     inits.append(numpy_helper.from_array(np.array([[base]], dtype=np.float32), "base"))
     nodes.append(helper.make_node("Sum", terms + ["base"], ["prediction"]))
     graph = helper.make_graph(nodes, "toy_fare", inputs,
