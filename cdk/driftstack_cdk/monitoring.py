@@ -13,6 +13,7 @@ from pathlib import Path
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
@@ -53,7 +54,9 @@ class Monitoring(Construct):
         storage.models_table.grant(self.function, "dynamodb:GetItem")
         retraining.history_table.grant(self.function, "dynamodb:PutItem")
         retraining.state_machine.grant_start_execution(self.function)
-        retraining.state_machine.grant_read(self.function)  # ListExecutions: one running at a time
+        # ListExecutions only (one running at a time); grant_read would add Describe*/List* on "*".
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            actions=["states:ListExecutions"], resources=[retraining.state_machine.state_machine_arn]))
 
         minutes = int(rate) if rate == int(rate) else rate
         self.rule = events.Rule(

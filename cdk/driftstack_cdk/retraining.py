@@ -51,8 +51,10 @@ class Retraining(Construct):
             self, "History",
             partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST, removal_policy=removal_policy)
-        self.topic = sns.Topic(self, "Notifications", display_name="driftstack retraining")
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST, removal_policy=removal_policy,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True))  # decision records are the audit trail
+        self.topic = sns.Topic(self, "Notifications", display_name="driftstack retraining", enforce_ssl=True)
 
         env = {
             "ARTIFACT_BUCKET": bucket.bucket_name, "MODELS_TABLE": models.table_name,
@@ -101,7 +103,8 @@ class Retraining(Construct):
         # Least privilege: every function gets exactly the prefixes/tables/APIs it uses.
         for name, func in f.items():
             if name != "notify":
-                bucket.grant_read_write(func, "decisions/*")
+                bucket.grant_read(func, "decisions/*")  # read + put: no function deletes a record
+                bucket.grant_put(func, "decisions/*")
                 self.history_table.grant(func, "dynamodb:PutItem")
         for prefix in ("requests/*", "feedback/*"):
             bucket.grant_read(f["prepare"], prefix)
@@ -185,7 +188,7 @@ class Retraining(Construct):
 
         self.state_machine = sfn.StateMachine(
             self, "RetrainAndCompare", definition_body=sfn.DefinitionBody.from_chainable(definition),
-            state_machine_name=f"{Stack.of(self).stack_name}-retrain-and-compare",
+            state_machine_name=f"{Stack.of(self).stack_name}-retrain-and-compare", tracing_enabled=True,
             timeout=Duration.minutes(float(ctx("training_timeout_minutes") or 60) + 30
                                      + (float(ctx("approval_timeout_hours") or 24) * 60 if approval else 0)),
             comment="driftstack: retrain a challenger, compare it with the champion, promote only a better one")

@@ -53,6 +53,8 @@ class Serving(Construct):
             partition_key=dynamodb.Attribute(name="request_id", type=dynamodb.AttributeType.STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             time_to_live_attribute="expires_at",
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True),
             removal_policy=removal_policy,
         )
         # "All requests in a window": one partition per UTC hour, sorted by timestamp.

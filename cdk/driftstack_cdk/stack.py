@@ -3,6 +3,7 @@
 from aws_cdk import RemovalPolicy, Stack
 from constructs import Construct
 
+from driftstack_cdk import nag
 from driftstack_cdk.monitoring import Monitoring
 from driftstack_cdk.operations import Operations
 from driftstack_cdk.retraining import Retraining
@@ -25,3 +26,4 @@ class DriftstackStack(Stack):
         # Alarms -> the retraining notification topic (one topic for people to subscribe to), dashboard.
         self.operations = Operations(self, "Operations", serving=self.serving, retraining=self.retraining,
                                      topic=self.retraining.topic)
+        nag.acknowledge(self)  # every accepted cdk-nag finding and its reason: driftstack_cdk/nag.py
