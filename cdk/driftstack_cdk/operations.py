@@ -131,7 +131,9 @@ class Operations(Construct):
                 left_annotations=[cloudwatch.HorizontalAnnotation(value=0.2, label="PSI 0.2")]),
             cloudwatch.LogQueryWidget(
                 title="Model version over time (served requests)", width=12,
-                log_group_names=[serving.predict_fn.log_group.log_group_name],
+                # The name, not predict_fn.log_group: that property adds CDK's LogRetention custom
+                # resource (a nodejs Lambda), which the LocalStack host runner cannot run.
+                log_group_names=[f"/aws/lambda/{serving.predict_fn.function_name}"],
                 view=cloudwatch.LogQueryVisualizationType.STACKEDAREA,
                 query_lines=["fields @timestamp, model_version", "filter ispresent(model_version)",
                              "stats count(*) by model_version, bin(5m)"]),
