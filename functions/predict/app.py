@@ -12,6 +12,7 @@ import time, outside the request path.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from http import HTTPStatus
@@ -27,8 +28,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
-from driftstack import schema
+from driftstack import encoding, schema
 from driftstack.serving import aws
+from driftstack.serving import rollout as ro
 from driftstack.serving.config import ServingConfig
 from driftstack.serving.model_loader import ModelManager
 from driftstack.serving.request_log import LogSettings, LogUnavailable, RequestLog, UnknownRequest, iso, \
@@ -49,10 +51,11 @@ def _count(name: str, value: float = 1) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
-MODELS = ModelManager(
-    aws.dynamodb_table(CONFIG.models_table, timeout=2.0),
-    aws.client("s3", timeout=10.0),
-    refresh_seconds=CONFIG.refresh_seconds, emit=_count, log=logger)
+_MODELS_TABLE, _S3 = aws.dynamodb_table(CONFIG.models_table, timeout=2.0), aws.client("s3", timeout=10.0)
+MODELS = ModelManager(_MODELS_TABLE, _S3, refresh_seconds=CONFIG.refresh_seconds, emit=_count, log=logger)
+# Shadow/canary candidate (driftstack.serving.rollout): None on the hot path when no rollout is active.
+ROLLOUT = ro.RolloutRouter(_MODELS_TABLE, _S3, refresh_seconds=CONFIG.refresh_seconds, emit=_count, log=logger,
+                           on_end=MODELS.refresh)
 REQUEST_LOG = RequestLog(
     LogSettings(table=CONFIG.request_log_table, bucket=CONFIG.bucket, queue_url=CONFIG.fallback_queue_url,
                 archive_prefix=CONFIG.archive_prefix, feedback_prefix=CONFIG.feedback_prefix,
@@ -63,8 +66,26 @@ REQUEST_LOG = RequestLog(
     sqs=aws.client("sqs", timeout=CONFIG.log_timeout_seconds) if CONFIG.fallback_queue_url else None,
     emit=_count, log=logger)
 MODELS.refresh()  # cold start: load the champion now, not on the first request
+ROLLOUT.refresh()
+REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,64}")
 
-app = APIGatewayRestResolver(enable_validation=True)
+
+
+def _loads(text: str) -> Any:
+    """json.loads, with the bodies it refuses by other means reported as malformed JSON (400, not 500):
+    an integer over 4,300 digits (ValueError) or nesting deeper than the interpreter stack (RecursionError)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:
+        raise json.JSONDecodeError(f"number too long ({str(exc).split(';')[0]})", text, 0) from None
+    except RecursionError:
+        raise json.JSONDecodeError("nesting too deep", text, 0) from None
+
+
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=_loads)
 _ROUTES: dict[str, set[str]] = {}  # path -> methods, to tell 405 from 404
 
 
@@ -91,6 +112,62 @@ def _unavailable(message: str) -> ServiceError:
     return ServiceError(HTTPStatus.SERVICE_UNAVAILABLE, message)
 
 
+def _request_id() -> str:
+    """The client's X-Request-Id when it sends one (a replay keeps its canary arm and overwrites its
+    own log record), else a fresh one."""
+    rid = app.current_event.headers.get(REQUEST_ID_HEADER)  # case-insensitive (Powertools v3)
+    if rid is None:
+        return uuid.uuid4().hex
+    if not _REQUEST_ID.fullmatch(rid):
+        raise ServiceError(HTTPStatus.BAD_REQUEST, f"header X-Request-Id must be 8-64 characters of "
+                                                   f"[A-Za-z0-9._:-], got {rid[:80]!r}")
+    return rid
+
+
+def _serve_with_rollout(active: ro.Active, champion, feeds, request_id: str):
+    """Canary: the request id's hash picks the arm; a failing candidate falls back to the champion
+    (the request still succeeds, the failure is logged and counted). Shadow: the champion serves."""
+    extra: dict[str, Any] = {"rollout_id": active.rollout_id, "rollout_mode": active.mode}
+    if active.mode == ro.CANARY and active.routes_to_candidate(request_id):
+        extra["arm"] = "candidate"
+        t0 = time.perf_counter()
+        try:
+            preds = active.model.run(feeds)
+            if not ro.finite(preds):
+                raise ValueError("non-finite prediction")
+            extra["model_ms"] = round((time.perf_counter() - t0) * 1000, 4)
+            _count("CanaryRequests")
+            return preds, active.model, extra
+        except Exception as exc:  # noqa: BLE001 - any candidate failure: the champion answers instead
+            _count("CanaryErrors")
+            extra["candidate_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    elif active.mode == ro.CANARY:
+        extra["arm"] = "incumbent"
+    t0 = time.perf_counter()
+    preds = champion.run(feeds)
+    extra["model_ms"] = round((time.perf_counter() - t0) * 1000, 4)
+    return preds, champion, extra
+
+
+def _shadow(active: ro.Active, feeds, n: int) -> list[dict[str, Any]]:
+    """The candidate's predictions for the log (one dict per row); errors are recorded, not raised."""
+    version = active.model.version
+    t0 = time.perf_counter()
+    try:
+        preds = active.model.run(feeds)
+        if len(preds) != n:
+            raise ValueError(f"{len(preds)} predictions for {n} rows")
+    except Exception as exc:  # noqa: BLE001 - the shadow must never fail the request
+        _count("ShadowErrors")
+        err = f"{type(exc).__name__}: {exc}"[:300]
+        return [{"shadow_version": version, "shadow_error": err}] * n
+    ms = round((time.perf_counter() - t0) * 1000, 4)
+    _count("ShadowPredictions")
+    # non-finite values are logged as an error: DynamoDB cannot store NaN
+    return [{"shadow_version": version, "shadow_prediction": float(p), "shadow_ms": ms} if p == p and abs(p) != float("inf")
+            else {"shadow_version": version, "shadow_error": "non-finite prediction"} for p in preds]
+
+
 # ------------------------------------------------------------------ routes
 
 @_route("POST", "/predict", summary="Predict the fare of one trip or a batch",
@@ -102,10 +179,19 @@ def predict(body: Annotated[PredictRequest, Body()]):  # type: ignore[valid-type
         raise _unavailable("no model is loaded: " + "; ".join(MODELS.degraded.values()))
     batch = not isinstance(body, schema.SinglePredictRequest)
     rows = [r.__dict__ for r in body.instances] if batch else [body.features.__dict__]
-    preds = model.predict(rows)
-    latency_ms = round((time.perf_counter() - app.context["started"]) * 1000, 3)
+    request_id = _request_id()
+    active = ROLLOUT.get()
+    if active is None:  # the common path: no extra work
+        preds = model.predict(rows)
+        latency_ms = round((time.perf_counter() - app.context["started"]) * 1000, 3)
+        extra = shadow = None
+    else:
+        feeds = encoding.encode(rows)  # once, for both models (same feature contract)
+        preds, model, extra = _serve_with_rollout(active, model, feeds, request_id)
+        latency_ms = round((time.perf_counter() - app.context["started"]) * 1000, 3)
+        # Shadow: after the champion's answer exists; never changes it, never fails the request.
+        shadow = _shadow(active, feeds, len(rows)) if active.mode == ro.SHADOW else None
 
-    request_id = uuid.uuid4().hex
     ts = iso(utc_now())
     if batch:
         item_ids = [f"{request_id}.{i}" for i in range(len(rows))]
@@ -116,6 +202,11 @@ def predict(body: Annotated[PredictRequest, Body()]):  # type: ignore[valid-type
         item_ids = None
         records = [make_record(request_id=request_id, ts=ts, features=rows[0], prediction=float(preds[0]),
                                model_name=model.name, model_version=model.version, latency_ms=latency_ms)]
+    if extra is not None:
+        for i, rec in enumerate(records):
+            rec.update(extra)
+            if shadow is not None:
+                rec.update(shadow[i])
     try:
         REQUEST_LOG.write(records)  # before the response: an unlogged prediction is not served
     except LogUnavailable as exc:
@@ -142,7 +233,8 @@ def predict(body: Annotated[PredictRequest, Body()]):  # type: ignore[valid-type
         responses=_doc(schema.HealthResponse, "health", 503))
 def health():
     model = MODELS.get()
-    reasons = list(MODELS.degraded.values())
+    ROLLOUT.get()
+    reasons = list(MODELS.degraded.values()) + list(ROLLOUT.degraded.values())
     log_reason = REQUEST_LOG.degraded_reason()
     if log_reason:
         reasons.append(log_reason)
@@ -150,6 +242,9 @@ def health():
     body = {"status": status, "model_loaded": model is not None,
             "model_name": model.name if model else None, "model_version": model.version if model else None,
             "log_sink_healthy": log_reason is None, "degraded_reasons": reasons}
+    rollout = ROLLOUT.info()
+    if rollout is not None:  # only while a shadow/canary is attached (or its candidate was refused)
+        body["rollout"] = rollout
     code = HTTPStatus.SERVICE_UNAVAILABLE if model is None else HTTPStatus.OK
     return _json(code, body)
 
@@ -160,7 +255,11 @@ def model_info():
     model = MODELS.get()
     if model is None:
         raise _unavailable("no model is loaded: " + "; ".join(MODELS.degraded.values()))
-    return _json(HTTPStatus.OK, model.info())
+    ROLLOUT.get()
+    info, rollout = model.info(), ROLLOUT.info()
+    if rollout is not None:
+        info["rollout"] = rollout
+    return _json(HTTPStatus.OK, info)
 
 
 @_route("POST", "/feedback", summary="Report the actual fare of a past prediction",
