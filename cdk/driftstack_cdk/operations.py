@@ -15,6 +15,10 @@ one place where alarm actions are decided.  ``-c alert_webhook_url=https://hooks
 adds an HTTPS subscription (Slack/Teams/any webhook behind SNS's confirmation handshake);
 ``-c alert_email=ops@example.com`` an e-mail one.
 
+Canary evaluation: ``functions/canary_eval`` on an EventBridge schedule
+(``canary_schedule_minutes``, 5) completes or rolls back an active canary; criteria from context
+``canary_<criterion>`` (e.g. ``-c canary_max_latency_ratio=2``; see driftstack.canary.CanaryCriteria).
+
 The dashboard shows request rate, latency, errors, per-feature PSI (from the drift check's
 FeaturePSI_<feature> metrics; the feature list comes from the feature contract), the model version
 over time (a Logs Insights query over the predict function's EMF lines, which carry
@@ -26,11 +30,16 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
 from driftstack import features as fc
+from driftstack.canary import CanaryCriteria
+from driftstack_cdk.serving import FUNCTIONS, NO_BYTECODE
 
 NAMESPACE = "driftstack"
 PREDICT_SERVICE = "driftstack-predict"
@@ -47,9 +56,11 @@ def app_metric(name: str, service: str, statistic: str = "Sum", period: Duration
 
 
 class Operations(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, serving, retraining, topic: sns.ITopic) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, storage, serving, retraining,
+                 topic: sns.ITopic) -> None:
         super().__init__(scope, construct_id)
         ctx = self.node.try_get_context
+        self.canary_fn = self._canary_evaluation(storage, serving)
         self.topic = topic
         if ctx("alert_webhook_url"):
             topic.add_subscription(subs.UrlSubscription(str(ctx("alert_webhook_url"))))
@@ -146,6 +157,32 @@ class Operations(Construct):
         self.dashboard = board
 
         out = Stack.of(self)
+        CfnOutput(out, "CanaryEvalFunctionName", value=self.canary_fn.function_name)
         CfnOutput(out, "AlertTopicArn", value=topic.topic_arn)
         CfnOutput(out, "DashboardName", value=board.dashboard_name)
         CfnOutput(out, "AlarmNames", value=",".join(a.alarm_name for a in self.all_alarms))
+
+    def _canary_evaluation(self, storage, serving) -> lambda_.Function:
+        ctx = self.node.try_get_context
+        env = {"MODELS_TABLE": storage.models_table.table_name,
+               "REQUEST_LOG_TABLE": serving.request_log_table.table_name,
+               "ARTIFACT_BUCKET": storage.bucket.bucket_name,
+               "POWERTOOLS_SERVICE_NAME": CANARY_SERVICE, "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
+               "POWERTOOLS_LOG_LEVEL": "INFO"}
+        for name in CanaryCriteria.__dataclass_fields__:
+            if ctx(f"canary_{name}") is not None:
+                env[f"CANARY_{name.upper()}"] = str(ctx(f"canary_{name}"))
+        fn = lambda_.Function(
+            self, "CanaryEval", code=lambda_.Code.from_asset(str(FUNCTIONS / "canary_eval"), exclude=NO_BYTECODE),
+            handler="app.handler", runtime=lambda_.Runtime.PYTHON_3_12, architecture=lambda_.Architecture.X86_64,
+            layers=serving.layers, timeout=Duration.seconds(120), memory_size=512, environment=env,
+            description="driftstack canary evaluation: complete or roll back")
+        # Least privilege: the rollout items (read, end by transaction), this rollout's log records.
+        storage.models_table.grant(fn, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem")
+        serving.request_log_table.grant(fn, "dynamodb:Query")
+        minutes = float(ctx("canary_schedule_minutes") or 5)
+        self.canary_rule = events.Rule(
+            self, "CanarySchedule", description="driftstack canary evaluation",
+            schedule=events.Schedule.rate(Duration.minutes(int(minutes) if minutes == int(minutes) else minutes)),
+            targets=[targets.LambdaFunction(fn, retry_attempts=2)])
+        return fn

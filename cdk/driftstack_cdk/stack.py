@@ -24,6 +24,6 @@ class DriftstackStack(Stack):
         self.monitoring = Monitoring(self, "Monitoring", storage=self.storage, layers=self.serving.layers,
                                      retraining=self.retraining)
         # Alarms -> the retraining notification topic (one topic for people to subscribe to), dashboard.
-        self.operations = Operations(self, "Operations", serving=self.serving, retraining=self.retraining,
-                                     topic=self.retraining.topic)
+        self.operations = Operations(self, "Operations", storage=self.storage, serving=self.serving,
+                                     retraining=self.retraining, topic=self.retraining.topic)
         nag.acknowledge(self)  # every accepted cdk-nag finding and its reason: driftstack_cdk/nag.py

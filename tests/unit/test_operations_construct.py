@@ -123,3 +123,26 @@ def test_threshold_context_and_webhook_subscription(tmp_path_factory):
     assert _named(t, "PredictLatencyP99")["Threshold"] == 40
     subs = [v["Properties"] for v in t.find_resources("AWS::SNS::Subscription").values()]
     assert any(s["Protocol"] == "https" and s["Endpoint"] == "https://hooks.example.com/driftstack" for s in subs)
+
+
+def test_canary_evaluation_function_on_a_schedule(template):
+    fns = {k: v["Properties"] for k, v in template.find_resources("AWS::Lambda::Function").items() if "CanaryEval" in k}
+    assert len(fns) == 1
+    (fn_id, props), = fns.items()
+    assert props["Handler"] == "app.handler" and props["Runtime"] == "python3.12" and len(props["Layers"]) == 2
+    assert {"MODELS_TABLE", "REQUEST_LOG_TABLE"} <= set(props["Environment"]["Variables"])
+    rules = [v["Properties"] for v in template.find_resources("AWS::Events::Rule").values()
+             if any(fn_id in json.dumps(t) for t in v["Properties"].get("Targets", []))]
+    assert len(rules) == 1 and rules[0]["ScheduleExpression"] == "rate(5 minutes)"
+    policies = [v["Properties"]["PolicyDocument"] for v in template.find_resources("AWS::IAM::Policy").values()
+                if {"Ref": props["Role"]["Fn::GetAtt"][0]} in v["Properties"].get("Roles", [])]
+    actions = {a for doc in policies for st in doc["Statement"]
+               for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"} <= actions
+    assert not any(a.endswith("*") for a in actions)
+
+
+def test_canary_criteria_from_context(tmp_path_factory):
+    t = _synth(tmp_path_factory, canary_max_latency_ratio="2", canary_schedule_minutes="1")
+    (props,) = [v["Properties"] for k, v in t.find_resources("AWS::Lambda::Function").items() if "CanaryEval" in k]
+    assert props["Environment"]["Variables"]["CANARY_MAX_LATENCY_RATIO"] == "2"
