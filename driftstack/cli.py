@@ -114,6 +114,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
             client = _client(ctx)
             out["health"] = client.health()[1]
             out["model"] = client.model()[1]
+            from driftstack import ops_cli  # rollout, last drift check/decision, alarm states
+
+            out["operations"] = ops_cli.collect(_outputs())
         except NotReady as exc:
             out["stack"] = str(exc.message)
     if as_json:
@@ -124,6 +127,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
         for key in ("stack", "health", "model"):
             if key in out:
                 click.echo(f"{key}: {json.dumps(out[key], default=str)}")
+        if "operations" in out:
+            from driftstack import ops_cli
+
+            for line in ops_cli.render(out["operations"]):
+                click.echo(line)
     if not st.healthy:
         ctx.exit(EXIT_NOT_READY)
 
@@ -392,6 +400,11 @@ def report(open_it: bool) -> None:
         import webbrowser
 
         webbrowser.open(path.as_uri())
+
+
+from driftstack.ops_cli import rollout as _rollout  # noqa: E402 - `driftstack rollout ...`
+
+cli.add_command(_rollout)
 
 
 def main() -> None:
