@@ -151,7 +151,8 @@ class Operations(Construct):
         )
         board.add_widgets(
             cloudwatch.GraphWidget(title="Rollout traffic", width=12, left=[
-                p("CanaryRequests", label="served by canary"), p("ShadowPredictions", label="shadow-scored")]),
+                p("CanaryRequests", label="served by canary"), p("Predictions", label="all predictions"),
+                p("CanaryErrors", label="canary errors"), p("ShadowErrors", label="shadow errors")]),
             cloudwatch.AlarmStatusWidget(title="Alarms", width=12, alarms=self.all_alarms),
         )
         self.dashboard = board
