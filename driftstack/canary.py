@@ -159,3 +159,30 @@ def evaluate(records: Iterable[Mapping], *, started_at: float, now: float,
         f"{cand['error_rate']:.1%}, latency ratio {signals.get('latency_ratio', 'n/a')}, prediction PSI "
         f"{signals['prediction_psi'] if signals['prediction_psi'] is None else round(signals['prediction_psi'], 3)}"
         + (f", RMSE ratio {signals['rmse_ratio']}" if "rmse_ratio" in signals else "")]}
+
+
+def shadow_comparison(records: Iterable[Mapping]) -> dict[str, Any]:
+    """Champion vs shadow challenger on the same live requests: agreement, and error where feedback
+    exists.  No verdict: a shadow informs the promotion decision, it does not take it."""
+    pairs, fb, errors = [], [], 0
+    for r in records:
+        if r.get("shadow_error"):
+            errors += 1
+        elif r.get("shadow_prediction") is not None:
+            pairs.append((float(r["prediction"]), float(r["shadow_prediction"])))
+            if r.get("actual_fare") is not None:
+                fb.append((float(r["prediction"]), float(r["shadow_prediction"]), float(r["actual_fare"])))
+    n = len(pairs) + errors
+    out: dict[str, Any] = {"requests": n, "shadow_errors": errors, "shadow_error_rate": errors / n if n else 0.0,
+                           "compared": len(pairs), "feedback": len(fb)}
+    if pairs:
+        a = np.asarray(pairs)
+        diff = np.abs(a[:, 1] - a[:, 0])
+        out.update(mean_abs_diff=float(diff.mean()), p95_abs_diff=float(np.percentile(diff, 95)),
+                   within_1_usd=float(np.mean(diff <= 1.0)), mean_shift=float(np.mean(a[:, 1] - a[:, 0])),
+                   prediction_psi=prediction_psi(list(a[:, 0]), list(a[:, 1])))
+    if fb:
+        f = np.asarray(fb)
+        out.update(champion_rmse=float(np.sqrt(np.mean((f[:, 0] - f[:, 2]) ** 2))),
+                   shadow_rmse=float(np.sqrt(np.mean((f[:, 1] - f[:, 2]) ** 2))))
+    return out

@@ -70,7 +70,8 @@ def collect(outputs: dict[str, str]) -> dict[str, Any]:
 
     def last_eval():
         e = ro.last_evaluation(models)
-        return {k: e.get(k) for k in ("rollout_id", "outcome", "reasons", "signals", "evaluated_at")} if e else None
+        keys = ("rollout_id", "outcome", "reasons", "signals", "comparison", "evaluated_at")
+        return {k: e[k] for k in keys if k in e} if e else None
 
     def last_check():
         checks = drift.list_checks(history, 1)

@@ -1,6 +1,7 @@
 """Scheduled canary evaluation (EventBridge rule -> this Lambda).
 
-Reads the active rollout (driftstack.serving.rollout); when it is a canary, reads the request-log
+Reads the active rollout (driftstack.serving.rollout).  A shadow: stores the champion/challenger
+comparison (agreement, error on feedback; no verdict).  A canary: reads the request-log
 records of this rollout since it started (by_time GSI), evaluates them (driftstack.canary) and
 completes the rollout (candidate becomes champion) or rolls it back (champion keeps serving),
 atomically, recording the reason.  Every evaluation is stored (``rollout#evaluation``) and visible
@@ -36,14 +37,17 @@ def evaluate_active(event: dict) -> dict:
     rollout = ro.read(MODELS)
     if rollout is None:
         return {"status": "idle", "message": "no rollout is active"}
-    if rollout.mode != ro.CANARY:
-        return {"status": "idle", "message": f"rollout {rollout.rollout_id} is {rollout.mode}, nothing to decide",
-                "rollout_id": rollout.rollout_id}
-    criteria = canary.CanaryCriteria.from_env(**(event.get("criteria") or {}))
     now = float(event.get("now") or time.time())
     start = datetime.fromtimestamp(rollout.started_at, timezone.utc)
     end = datetime.fromtimestamp(now, timezone.utc)
     records = [r for r in query_window(DDB, SETTINGS, start, end) if r.get("rollout_id") == rollout.rollout_id]
+    if rollout.mode == ro.SHADOW:  # no verdict: record how the challenger compares, for people to decide
+        doc = {"outcome": "shadow", "rollout_id": rollout.rollout_id, "candidate_version": rollout.pointer.version,
+               "incumbent_version": rollout.incumbent_version, "evaluated_at": now,
+               "comparison": canary.shadow_comparison(records)}
+        ro.save_evaluation(MODELS, doc)
+        return {"status": "shadow", **{k: doc[k] for k in ("rollout_id", "candidate_version", "comparison")}}
+    criteria = canary.CanaryCriteria.from_env(**(event.get("criteria") or {}))
     doc = canary.evaluate(records, started_at=rollout.started_at, now=now, criteria=criteria)
     doc.update(rollout_id=rollout.rollout_id, candidate_version=rollout.pointer.version,
                incumbent_version=rollout.incumbent_version, evaluated_at=now)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import boto3
+import numpy as np
 import pytest
 from moto import mock_aws
 
@@ -232,3 +233,17 @@ def test_criteria_from_env_and_overrides(monkeypatch):
         canary.CanaryCriteria.from_env(max_error_rate="lots")
     with pytest.raises(ValueError, match="unknown canary criteria: bogus"):
         canary.CanaryCriteria.from_env(bogus=1)
+
+
+def test_shadow_comparison_agreement_and_feedback_error():
+    recs = [{"prediction": 10.0 + i, "shadow_prediction": 10.5 + i, "actual_fare": 10.0 + i + (1 if i % 2 else -1)}
+            for i in range(40)]
+    recs += [{"prediction": 12.0, "shadow_error": "ValueError: non-finite prediction"}] * 10
+    recs += [{"prediction": 12.0}]  # logged without a rollout: ignored
+    out = canary.shadow_comparison(recs)
+    assert (out["requests"], out["compared"], out["shadow_errors"], out["feedback"]) == (50, 40, 10, 40)
+    assert out["shadow_error_rate"] == 0.2 and out["within_1_usd"] == 1.0
+    assert out["mean_abs_diff"] == pytest.approx(0.5) and out["mean_shift"] == pytest.approx(0.5)
+    assert out["champion_rmse"] == pytest.approx(1.0)
+    assert out["shadow_rmse"] == pytest.approx(np.sqrt((0.5 ** 2 + 1.5 ** 2) / 2))
+    assert canary.shadow_comparison([])["requests"] == 0

@@ -238,3 +238,19 @@ def test_evaluation_waits_with_too_little_traffic(aws_env, champion, app, evalua
     _, out = _canary_run(aws_env, app, evaluator, build_toy_model(per_mile=2.52), n=20)
     assert out["status"] == "wait" and "waiting for traffic" in out["reasons"][0]
     assert ro.read(aws_env.models) is not None and read_pointer(aws_env.models).version == "1"
+
+
+def test_evaluation_of_a_shadow_records_the_comparison_without_deciding(aws_env, champion, app, evaluator):  # noqa: F811
+    r = start(aws_env, candidate(aws_env, build_toy_model(per_mile=2.6)), ro.SHADOW)
+    a = app()
+    for i, row in enumerate(trips(30, seed=6)):
+        code, body, _ = predict(a, row, f"shadow-eval-{i:04d}")
+        assert code == 200
+        if i < 10:
+            call(a, event("feedback", {"request_id": body["request_id"], "actual_fare": body["predicted_fare"] + 1}))
+    out = evaluator.handler({}, Ctx())
+    assert out["status"] == "shadow" and out["rollout_id"] == r.rollout_id
+    comp = out["comparison"]
+    assert (comp["requests"], comp["compared"], comp["shadow_errors"], comp["feedback"]) == (30, 30, 0, 10)
+    assert comp["mean_shift"] > 0 and comp["champion_rmse"] == pytest.approx(1.0, abs=1e-3)
+    assert ro.read(aws_env.models) == r and ro.last_evaluation(aws_env.models)["comparison"] == comp
