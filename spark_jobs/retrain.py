@@ -39,7 +39,7 @@ from driftstack import features as F
 from driftstack import registry
 from driftstack.training_backend import FAILED, RUNNING, SUCCEEDED, write_status
 
-DEFAULTS = {"holdout_fraction": 0.3, "reference_rows": 1000, "min_train_rows": 300, "latency_runs": 400,
+DEFAULTS = {"holdout_fraction": 0.3, "reference_rows": 100_000, "min_train_rows": 300, "latency_runs": 400,
             "latency_rounds": 3, "parity_rows": 10_000, "parity_tolerance": 1e-3}
 
 

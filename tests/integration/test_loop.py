@@ -7,7 +7,8 @@ Tests run in file order against one deployment (each builds on the previous one'
 normal traffic → no drift, no execution; drifted traffic + feedback → exactly one execution started
 by the schedule (and re-triggering the same window starts none) → challenger promoted → served;
 retraining again on the same data → challenger not better → rejected, champion unchanged; a training
-run that fails → failure path, champion unchanged, failure recorded. Data is small (a few thousand
+run that fails → failure path, champion unchanged, failure recorded; with the approval step deployed,
+a run waits for a human (task token) and `reject` completes it. Data is small (a few thousand
 rows, 10 GBT iterations) so the file runs in minutes on 2 cores.
 """
 
@@ -67,7 +68,7 @@ def loop(localstack, tmp_path_factory):
         "base": f"{localstack}/_aws/execute-api/{outputs['ApiId']}/{outputs['ApiStage']}/v1",
         "s3": boto3.client("s3"), "sfn": boto3.client("stepfunctions"), "lam": boto3.client("lambda"),
         "models": ddb.Table(outputs["ModelsTableName"]), "history": ddb.Table(outputs["HistoryTableName"]),
-        "arn": outputs["StateMachineArn"]})
+        "arn": outputs["StateMachineArn"], "context": context, "endpoint": localstack})
     yield ns
     http.close()
     try:
@@ -149,13 +150,18 @@ def test_drift_triggers_one_execution_and_the_better_challenger_is_served(loop, 
     events = boto3.client("events")
     events.disable_rule(Name=loop.out["DriftScheduleRuleName"])
     try:
-        ts = send(loop, drifted, feedback=True)
+        send(loop, drifted, feedback=True)
     finally:
         events.enable_rule(Name=loop.out["DriftScheduleRuleName"])
-    check = check_after(loop, ts)
-    assert check["status"] == drift.DRIFT and check["trigger"], check
-    assert check["execution"]["started"] is True, check["execution"]
-    name = check["execution"]["name"]
+    started = wait_for(lambda: executions(loop), 150, what="the scheduled check to start an execution")
+    assert len(started) == 1, started
+    name = started[0]["name"]
+
+    def triggering_check():
+        return next((c for c in drift.list_checks(loop.history, 20)
+                     if (c.get("execution") or {}).get("started") and c["execution"]["name"] == name), None)
+    check = wait_for(triggering_check, 60, what="the triggering check's record")
+    assert check["status"] == drift.DRIFT and check["trigger"] and check["samples"] >= 100, check
 
     # The same window again (a redelivered event, a manual re-run): no second execution.
     event_time = check["window"]["end"]
@@ -220,3 +226,21 @@ def test_a_failed_training_run_takes_the_failure_path(loop, champion):
     assert registry.read_pointer(loop.models) == before
     listed = {d["run_id"]: d for d in D.list_records(loop.history)}
     assert listed[name]["outcome"] == D.FAILED
+
+
+def test_approval_step_waits_for_a_human_and_a_rejection_completes_it(loop, champion):
+    before = registry.read_pointer(loop.models)
+    deploy.deploy(loop.endpoint, stack=STACK, context={**loop.context, "approval": "true"})  # redeploy: +step
+    # Criteria relaxed for this run so the decision is "promote" and the approval step is reached.
+    name = _start(loop, f"approve-{int(time.time())}", criteria={"min_rmse_improvement": -100})
+    pending = wait_for(lambda: [p for p in D.pending_approvals(loop.history) if p["run_id"] == name], 300,
+                       interval=3, what="the approval request")
+    assert pending[0]["reasons"]
+    arn = loop.arn.replace(":stateMachine:", ":execution:") + f":{name}"
+    assert loop.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
+    D.complete_approval(loop.sfn, loop.history, name, False, by="test", reason="change freeze")
+    final = finished(loop, name, timeout=120)
+    assert final["status"] == "SUCCEEDED", final
+    record = D.load_record(loop.s3, loop.bucket, name)
+    assert record["outcome"] == D.REJECTED and record["reasons"] == ["rejected by test: change freeze"]
+    assert registry.read_pointer(loop.models) == before
