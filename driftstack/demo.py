@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console(stderr=False)
+STACK = "Driftstack"
 
 
 @dataclass
@@ -52,23 +53,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m driftstack.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=int, default=int(os.environ.get("DRIFTSTACK_LOCALSTACK_PORT", 4566)))
+    p.add_argument("--endpoint", help="use this running LocalStack instead of starting one (e.g. in tests)")
+    p.add_argument("--stack", default=STACK, help="stack name (default %(default)s)")
     p.add_argument("--rows", type=int, default=200_000, help="training trips for the champion")
     p.add_argument("--data", help="real TLC Parquet for the champion instead of generated trips")
     p.add_argument("--normal-requests", type=int, default=300)
     p.add_argument("--drift-requests", type=int, default=600)
     p.add_argument("--drift", default="both", choices=["covariate", "concept", "both"])
-    p.add_argument("--timeout", type=float, default=900, help="seconds to wait for the retraining loop")
+    p.add_argument("--max-iter", type=int, default=30, help="GBT trees (champion and challenger)")
     p.add_argument("--json", action="store_true", help="print the final summary as JSON")
     return p.parse_args(argv)
 
 
-STACK = "Driftstack"
 # The demo's stack: a check every minute over the last 10 minutes, models re-checked every 5 s,
 # and a retraining sized for 2 cores (the defaults are production-like: hourly checks, 24 h window).
 DEMO_CONTEXT = {
     "drift_schedule_minutes": "1", "drift_window_minutes": "10", "model_refresh_seconds": "5",
     "training_poll_seconds": "5", "retrain_cooldown_minutes": "0",
-    "retrain_training": json.dumps({"max_iter": 20, "max_depth": 5}),
     "retrain_data": json.dumps({"reference_rows": 20000, "min_labelled": 200}),
 }
 
@@ -96,54 +97,76 @@ def _empty_bucket(s3, bucket: str) -> None:
 class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        self.stack = args.stack
         self.t = Timings()
         self.state = Path(os.environ.get("DRIFTSTACK_STATE_DIR", Path.cwd() / ".state")) / "demo"
         self.state.mkdir(parents=True, exist_ok=True)
         self.mlflow_uri = f"sqlite:///{self.state / 'mlflow.db'}"
         # The retraining job (a host process started by the workflow) registers in the same MLflow.
-        self.context = {**DEMO_CONTEXT, "retrain_mlflow": json.dumps({"tracking_uri": self.mlflow_uri})}
+        self.context = {**DEMO_CONTEXT, "retrain_mlflow": json.dumps({"tracking_uri": self.mlflow_uri}),
+                        "retrain_training": json.dumps({"max_iter": args.max_iter, "max_depth": 5})}
 
     # -- phases ---------------------------------------------------------------------------------
     def start_localstack(self) -> None:
         from driftstack import localstack_host
 
-        st = localstack_host.start(port=self.args.port)
-        self.url = st.url
-        for k, v in {"AWS_ENDPOINT_URL": st.url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+        if self.args.endpoint:
+            self.url = self.args.endpoint.rstrip("/")
+            if not localstack_host.health(self.url):
+                raise RuntimeError(f"no healthy LocalStack at {self.url}")
+            console.print(f"using the LocalStack at {self.url}")
+        else:
+            st = localstack_host.start(port=self.args.port)
+            self.url = st.url
+            console.print(f"LocalStack healthy at {st.url} (pid {st.pid}); state in {st.state_dir}")
+        for k, v in {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                      "AWS_DEFAULT_REGION": "us-east-1"}.items():
             os.environ[k] = v
-        console.print(f"LocalStack healthy at {st.url} (pid {st.pid}); state in {st.state_dir}")
 
     def deploy(self) -> None:
-        import boto3
-
         from driftstack import deploy
-        from driftstack.api_client import StackNotDeployed, stack_outputs
-
-        try:  # a previous demo run: start from a clean slate so the story is the same every time
-            old = stack_outputs(STACK)
-            cfn = boto3.client("cloudformation")
-            cfn.describe_stacks(StackName=STACK)
-            console.print("removing the previous demo deployment")
-            _empty_bucket(boto3.client("s3"), old["BucketName"])
-            deploy.destroy(self.url, stack=STACK, context=self.context)
-        except (StackNotDeployed, KeyError):
-            pass
-        except Exception as exc:  # noqa: BLE001 - stack gone already (LocalStack restarted)
-            if "does not exist" not in str(exc):
-                raise
-        self.out = deploy.deploy(self.url, stack=STACK, context=self.context)
         from driftstack.api_client import ApiClient
 
-        self.api = ApiClient.from_stack(self.url, STACK)
+        self._remove_previous()
+        self.out = deploy.deploy(self.url, stack=self.stack, context=self.context)
+
+        self.api = ApiClient.from_stack(self.url, self.stack)
         console.print(f"API: {self.api.base_url}/v1  (x-api-key from the stack's usage plan)")
+
+    def _remove_previous(self) -> None:
+        """A previous demo deployment (even a half-failed one): empty its bucket, delete the stack,
+        so the story starts from the same place every time."""
+        import boto3
+        from botocore.exceptions import ClientError
+
+        from driftstack import deploy
+
+        cfn = boto3.client("cloudformation")
+        try:
+            cfn.describe_stacks(StackName=self.stack)
+        except ClientError:
+            return  # nothing deployed
+        console.print(f"removing the previous demo deployment ({self.stack})")
+        s3 = boto3.client("s3")
+        for res in cfn.list_stack_resources(StackName=self.stack)["StackResourceSummaries"]:
+            if res["ResourceType"] == "AWS::S3::Bucket" and res.get("PhysicalResourceId"):
+                try:
+                    _empty_bucket(s3, res["PhysicalResourceId"])
+                except ClientError:
+                    pass  # never created
+        try:
+            deploy.destroy(self.url, stack=self.stack, context=self.context)
+        except deploy.DeployError:
+            cfn.delete_stack(StackName=self.stack)  # a stack CDK cannot destroy (failed create)
+            cfn.get_waiter("stack_delete_complete").wait(StackName=self.stack,
+                                                          WaiterConfig={"Delay": 2, "MaxAttempts": 90})
 
     def train_champion(self) -> None:
         from spark_jobs import train as train_job
 
         argv = ["--bucket", self.out["BucketName"], "--models-table", self.out["ModelsTableName"],
                 "--set-champion-pointer", "--mlflow-tracking-uri", self.mlflow_uri,
-                "--output-dir", str(self.state / "champion"), "--max-iter", "30"]
+                "--output-dir", str(self.state / "champion"), "--max-iter", str(self.args.max_iter)]
         argv += ["--data", self.args.data] if self.args.data else ["--generate-rows", str(self.args.rows)]
         code = train_job.main(argv)
         if code:
@@ -211,9 +234,13 @@ class Demo:
     def watch_retraining(self, check: dict) -> None:
         from driftstack import watch
 
-        if not (check.get("execution") or {}).get("started"):
-            raise RuntimeError(f"the drift check did not start retraining: {check.get('execution')}")
-        self.execution = check["execution"]["name"]
+        ex = check.get("execution") or {}
+        if ex.get("started"):
+            self.execution = ex["name"]
+        elif ex.get("execution_arn"):  # an earlier check of this drift already started the execution
+            self.execution = ex["execution_arn"].rsplit(":", 1)[-1]
+        else:
+            raise RuntimeError(f"the drift check did not start retraining: {ex or check.get('reasons')}")
         res = {"STATE_MACHINE_ARN": self.out["StateMachineArn"], "HISTORY_TABLE": self.out["HistoryTableName"],
                "ARTIFACT_BUCKET": self.out["BucketName"]}
         view = watch.watch(res, self.execution, console=console, interval=2.0)
@@ -283,7 +310,7 @@ class Demo:
             "decision_record": f"s3://{bucket}/{_record_key(self.execution)}",
             "phases_seconds": {name: round(s, 1) for name, s in self.t.phases},
         }
-        for k in ("serving_now", "prediction_check", "drift_report", "decision_record"):
+        for k in ("champion_before", "serving_now", "prediction_check", "drift_report", "decision_record"):
             console.print(f"[bold]{k}[/]: {doc[k]}")
         console.print("Explore: `driftstack status`, `driftstack watch list`, `driftstack predict --help`; "
                       "stop everything with `make down`.")

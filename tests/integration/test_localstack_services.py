@@ -119,7 +119,7 @@ def test_api_gateway_rest_lambda_proxy_over_http(aws_client, lambda_function, lo
 
 
 @pytest.mark.slow
-def test_eventbridge_rate_schedule_invokes_lambda(aws_client, lambda_function):
+def test_eventbridge_rate_schedule_invokes_lambda_and_stops_when_disabled(aws_client, lambda_function):
     ddb, events, lam = aws_client("dynamodb"), aws_client("events"), aws_client("lambda")
     table = unique("schedule")
     _create_table(ddb, table)
@@ -139,9 +139,21 @@ def test_eventbridge_rate_schedule_invokes_lambda(aws_client, lambda_function):
             time.sleep(2)
         assert items, "the rate(1 minute) rule did not invoke the Lambda within 90 s"
         assert items[0]["source"]["S"] == "aws.events"
+
+        # A disabled schedule stops firing, as on AWS (LocalStack 2026.3 needs our plugin's patch).
+        events.disable_rule(Name=rule)
+        time.sleep(3)  # an invocation already in flight may still land
+        count = len(_schedule_items(ddb, table))
+        time.sleep(70)
+        assert len(_schedule_items(ddb, table)) == count, "a disabled rate(1 minute) rule still fired"
     finally:
         events.remove_targets(Rule=rule, Ids=["fn"])
         events.delete_rule(Name=rule)
+
+
+def _schedule_items(ddb, table: str) -> list:
+    return ddb.query(TableName=table, KeyConditionExpression="pk = :p",
+                     ExpressionAttributeValues={":p": {"S": "schedule"}}, ConsistentRead=True)["Items"]
 
 
 def _run_state_machine(sfn, arn: str, payload: dict) -> dict:
