@@ -165,3 +165,25 @@ def test_alarms_exist_in_localstack(api):
     assert sorted(a["AlarmName"] for a in found) == sorted(names)
     assert any(a["AlarmName"].endswith("-CanaryRolledBack") for a in found)
     assert all(a["AlarmActions"] == [api.outputs["AlertTopicArn"]] for a in found)
+
+
+def test_an_alarm_state_change_notifies_the_alert_topic(api):
+    """LocalStack runs alarm actions on state changes (its own metric evaluation runs every
+    EvaluationPeriods x Period, 5+ minutes here, so the state is set directly)."""
+    sqs, sns, cw = boto3.client("sqs"), boto3.client("sns"), boto3.client("cloudwatch")
+    queue = sqs.create_queue(QueueName=f"{STACK}-alerts")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sub = sns.subscribe(TopicArn=api.outputs["AlertTopicArn"], Protocol="sqs", Endpoint=arn,
+                        ReturnSubscriptionArn=True)["SubscriptionArn"]
+    try:
+        name = next(n for n in api.outputs["AlarmNames"].split(",") if n.endswith("-CanaryRolledBack"))
+        cw.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="integration test: canary rolled back")
+
+        def received():
+            msgs = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", [])
+            return [m for m in msgs if name in m["Body"]]
+        msgs = wait_for(received, timeout=30, what="the alarm notification on the alert topic")
+        assert "ALARM" in msgs[0]["Body"]
+    finally:
+        sns.unsubscribe(SubscriptionArn=sub)
+        sqs.delete_queue(QueueUrl=queue)
