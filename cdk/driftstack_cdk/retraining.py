@@ -12,7 +12,8 @@ interpreter and repo running the CDK app), ``training_poll_seconds`` (10), ``tra
 ``retrain_training`` (JSON of GBT params, e.g. '{"max_iter": 20}'), ``retrain_data`` (JSON, e.g.
 '{"reference_rows": 5000, "min_labelled": 200}'), ``decision_<criterion>`` (e.g.
 decision_min_rmse_improvement=0.5), ``emr_application_id`` / ``emr_execution_role_arn`` /
-``emr_entry_point`` / ``emr_py_files`` / ``emr_log_uri``.
+``emr_entry_point`` / ``emr_py_files`` / ``emr_log_uri``, ``promote_canary_share`` (e.g. 0.1: promote = start
+a canary that the scheduled canary evaluation completes or rolls back; unset: switch the pointer).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class Retraining(Construct):
             "DECISION_REQUIRE_APPROVAL": "true" if approval else "false",
             "POWERTOOLS_SERVICE_NAME": "driftstack-retrain", "POWERTOOLS_LOG_LEVEL": "INFO",
         }
+        if ctx("promote_canary_share"):  # issue 9: promote = start a canary (see driftstack_cdk/operations.py)
+            env["PROMOTE_CANARY_SHARE"] = str(ctx("promote_canary_share"))
         for c in CRITERIA:
             if ctx(f"decision_{c}") is not None:
                 env[f"DECISION_{c.upper()}"] = str(ctx(f"decision_{c}"))

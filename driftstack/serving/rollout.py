@@ -94,8 +94,10 @@ def read(table) -> Rollout | None:
 
 
 def start(table, *, mode: str, model_name: str, version: str, bucket: str, prefix: str, sha256: str,
-          share: float = 0.1, reason: str = "") -> Rollout:
-    """Attach a candidate in ``mode`` next to the current champion. Only one rollout at a time."""
+          share: float = 0.1, reason: str = "", expected_incumbent: str | None = None) -> Rollout:
+    """Attach a candidate in ``mode`` next to the current champion. Only one rollout at a time.
+    ``expected_incumbent``: refuse (RolloutConflict) unless the champion is still at that version
+    (a promotion decided against a champion that has since changed)."""
     if mode not in MODES:
         raise RolloutError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == CANARY and not (0.0 < share < 1.0):
@@ -103,6 +105,8 @@ def start(table, *, mode: str, model_name: str, version: str, bucket: str, prefi
     champion = read_pointer(table, CHAMPION)
     if champion is None:
         raise RolloutError("no champion is set: publish one before rolling out a candidate")
+    if expected_incumbent is not None and champion.version != str(expected_incumbent):
+        raise RolloutConflict(f"the champion is at version {champion.version}, not {expected_incumbent}; not started")
     if champion.sha256 == sha256:
         raise RolloutError(f"the candidate is the champion already (version {champion.version})")
     now = time.time()

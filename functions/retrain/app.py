@@ -157,6 +157,8 @@ def request_approval(event, context):
 def promote(event, context):
     run_id, chal = event["run_id"], event["evaluation"]["challenger"]
     expected = event["champion"]["version"]
+    if float(os.environ.get("PROMOTE_CANARY_SHARE") or 0) > 0:
+        return _promote_as_canary(event, chal, expected)
     ptr = registry.write_pointer(_models(), model_name=chal["model_name"], version=chal["version"],
                                  bucket=chal.get("bucket") or BUCKET, prefix=chal["prefix"], sha256=chal["sha256"],
                                  expected_version=expected, promoted_by=run_id)
@@ -172,6 +174,22 @@ def promote(event, context):
     logger.info("promoted", extra=detail)
     return {"outcome": D.PROMOTED, "version": ptr.version, "previous_version": expected,
             "mlflow_alias": alias, "reasons": rec.get("reasons")}
+
+
+def _promote_as_canary(event, chal: dict, expected: str) -> dict:
+    """Safe rollout (driftstack.serving.rollout): the challenger serves PROMOTE_CANARY_SHARE of the
+    requests; the scheduled canary evaluation completes (champion pointer) or rolls it back."""
+    from driftstack.serving import rollout
+
+    r = rollout.start(_models(), mode=rollout.CANARY, share=float(os.environ["PROMOTE_CANARY_SHARE"]),
+                      model_name=chal["model_name"], version=chal["version"], bucket=chal.get("bucket") or BUCKET,
+                      prefix=chal["prefix"], sha256=chal["sha256"], expected_incumbent=expected,
+                      reason=f"promotion decision {event['run_id']}")
+    rec = _record(event["run_id"], outcome=D.PROMOTED, promoted_at=D.now_iso(), approval=event.get("approval"),
+                  rollout=r.info())
+    logger.info("promoted as canary", extra=r.info())
+    return {"outcome": D.PROMOTED, "version": chal["version"], "previous_version": expected, "rollout": r.info(),
+            "reasons": rec.get("reasons")}
 
 
 def _set_alias(model_name: str, version: str) -> dict:
