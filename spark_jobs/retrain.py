@@ -213,7 +213,9 @@ def run(spec: dict, s3=None) -> dict:
         par = verify.parity(chal_sess, columns(scored), scored[PREDICTION].to_numpy(), float(opts["parity_tolerance"]))
         prog.log(f"parity OK: max |onnx - spark| = {par['max_abs_diff']:.3g} on {par['rows']} rows")
     with prog.stage("profile"):
-        ref_scored = model.transform(sdf).select(*F.FEATURE_NAMES, PREDICTION).toPandas()
+        frac = min(1.0, int(opts.get("profile_rows", 200_000)) / max(1, len(train_pdf)))
+        ref_scored = model.transform(sdf.sample(fraction=frac, seed=7) if frac < 1 else sdf) \
+            .select(*F.FEATURE_NAMES, PREDICTION).toPandas()
         profile = build_profile(columns(ref_scored), ref_scored[PREDICTION].to_numpy())
         profile.update({"rows": len(ref_scored), "source": "retraining set", "run_id": run_id})
     with prog.stage("evaluate"):
