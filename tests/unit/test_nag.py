@@ -205,5 +205,6 @@ def test_no_secret_in_the_repository():
 
 
 def test_secret_scanner_catches_a_planted_key():
-    planted = 'aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"\nkey AKIA' + "ABCDEFGHIJKLMNOP"
+    # Assembled at run time so this file itself does not contain a matching line.
+    planted = 'aws_secret_access_key = "' + "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY" + '"\nkey AKIA' + "ABCDEFGHIJKLMNOP"
     assert AWS_KEY_ID.search(planted) and SECRET_ASSIGN.search(planted)
