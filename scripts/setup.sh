@@ -85,11 +85,11 @@ fi
 # Lambda runtime packages (boto3 for the local python3.12 runtime) and LocalStack's service catalog:
 # built once under .state/, cheap to re-check.
 say "preparing LocalStack host mode (Lambda runtime packages, service catalog)"
-.venv/bin/python -m driftstack.localstack_host prepare >/dev/null
+pip_q .venv/bin/python -m driftstack.localstack_host prepare
 
 # Lambda layers for the python3.12 runtime (numpy, onnxruntime, pydantic, Powertools + our package).
 say "building Lambda layers (skipped when up to date)"
-.venv/bin/python layers/build.py >/dev/null
+pip_q .venv/bin/python layers/build.py
 
 command -v java >/dev/null || say "warning: java not found; Spark training needs Java 17 (apt-get install openjdk-17-jre-headless)"
 say "done in $(( $(date +%s) - start ))s"
