@@ -78,9 +78,15 @@ def localstack():
 
 
 @pytest.fixture(autouse=True)
-def _localstack_for_marked_tests(request):
+def _localstack_for_marked_tests(request, monkeypatch):
+    """Tests marked `localstack` get the session's LocalStack. All others are kept away from it:
+    once the session fixture has pointed AWS_ENDPOINT_URL at LocalStack, a later moto test would
+    otherwise send its calls there instead of to moto."""
     if request.node.get_closest_marker("localstack"):
         request.getfixturevalue("localstack")
+    else:
+        for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_CONFIG_FILE"):
+            monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture(scope="session")
