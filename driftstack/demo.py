@@ -22,6 +22,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from driftstack.polling import wait_for
+
 console = Console(stderr=False)
 STACK = "Driftstack"
 
@@ -72,16 +74,6 @@ DEMO_CONTEXT = {
     "training_poll_seconds": "5", "retrain_cooldown_minutes": "0",
     "retrain_data": json.dumps({"reference_rows": 20000, "min_labelled": 200}),
 }
-
-
-def _wait(fn, timeout: float, what: str, interval: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"gave up after {timeout:.0f}s waiting for {what}")
 
 
 def _empty_bucket(s3, bucket: str) -> None:
@@ -174,7 +166,7 @@ class Demo:
         from driftstack import registry
 
         self.champion = registry.read_pointer(self._table("ModelsTableName"))
-        _wait(lambda: self._served() == self.champion.version, 120, "the API to serve the champion")
+        wait_for(lambda: self._served() == self.champion.version, 120, "the API to serve the champion")
         console.print(f"champion {self.champion.model_name} v{self.champion.version} is serving")
 
     def traffic(self, n: int, drift: str, month: str, seed: int, feedback: bool) -> str:
@@ -214,7 +206,7 @@ class Demo:
                     return c
             return None
 
-        check = _wait(find, 180, "the next scheduled drift check (EventBridge, every minute)", 3)
+        check = wait_for(find, 180, "the next scheduled drift check (EventBridge, every minute)", 3)
         console.print(render_checks([check]))
         console.print(f"report: {check.get('report_uri')}")
         return check
@@ -256,7 +248,7 @@ class Demo:
         record = decision.load_record(boto3.client("s3"), self.out["BucketName"], self.execution)
         ptr = registry.read_pointer(self._table("ModelsTableName"))
         if record.get("outcome") == decision.PROMOTED:
-            _wait(lambda: self._served() == ptr.version, 60, "the API to pick up the new champion", 1)
+            wait_for(lambda: self._served() == ptr.version, 60, "the API to pick up the new champion", 1)
         status, body = self.api.predict(make_trips(1, month="2023-07", drift=self.args.drift, seed=9).features[0])
         if status != 200:
             raise RuntimeError(f"predict answered {status}: {body}")

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import uuid
 
 import boto3
 import pytest
 import requests
 
-from driftstack import deploy
 from driftstack.registry import artifact_prefix, read_pointer, write_pointer
 from driftstack.schema import example_features
 from driftstack.serving.toy_model import build_toy_model, publish
+from deployed import deployed
+
+from driftstack.polling import wait_for
 
 pytestmark = [pytest.mark.localstack, pytest.mark.e2e, pytest.mark.slow]
 
@@ -33,46 +34,18 @@ STACK = "DriftstackFaultsTest"
 REFRESH_SECONDS = 2
 
 
-def wait_for(fn, timeout: float = 60.0, interval: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
 
 @pytest.fixture(scope="module")
 def api(localstack):
-    outputs = deploy.deploy(localstack, stack=STACK, context={"model_refresh_seconds": str(REFRESH_SECONDS)})
-    key = boto3.client("apigateway").get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)["value"]
-    base = f"{localstack}/_aws/execute-api/{outputs['ApiId']}/{outputs['ApiStage']}/v1"
-    session = requests.Session()
-    session.headers.update({"x-api-key": key, "content-type": "application/json"})
-    api = type("Api", (), {
-        "outputs": outputs, "http": session, "base": base, "s3": boto3.client("s3"),
-        "ddb": boto3.client("dynamodb"), "lam": boto3.client("lambda"),
-        "models": boto3.resource("dynamodb").Table(outputs["ModelsTableName"]), "bucket": outputs["BucketName"],
-        "fn": outputs["PredictFunctionName"]})
-    publish(api.s3, api.models, api.bucket, build_toy_model(), version="1")
-    wait_for(lambda: health(api).get("model_version") == "1", what="version 1 served")
-    yield api
-    session.close()
-    try:
-        deploy.destroy(localstack, stack=STACK)
-    except deploy.DeployError as exc:
-        print(f"destroy failed: {exc}")
+    with deployed(localstack, STACK, {"model_refresh_seconds": str(REFRESH_SECONDS)}) as api:
+        publish(api.s3, api.models, api.bucket, build_toy_model(), version="1")
+        wait_for(lambda: api.health().get("model_version") == "1", what="version 1 served")
+        yield api
 
 
 def status_is(r: requests.Response, code: int) -> list | None:
     """[r] when r has this status (a list: a Response with an error status is falsy)."""
     return [r] if r.status_code == code else None
-
-
-def health(api) -> dict:
-    return api.http.get(f"{api.base}/health", timeout=30).json()
 
 
 def predict(api, body: dict) -> requests.Response:
@@ -107,7 +80,7 @@ def test_request_log_table_down_loses_nothing(api):
             r = predict(api, {"instances": [example_features()] * 5})
             assert r.status_code == 200, r.text
             served.extend(r.json()["item_ids"])
-        h = health(api)
+        h = api.health()
         assert h["log_sink_healthy"] is False and h["status"] == "degraded", h
     finally:
         restore_env(api, env)
@@ -129,12 +102,12 @@ def test_request_log_table_down_loses_nothing(api):
 def test_pointer_to_missing_version_keeps_previous_model(api):
     current = read_pointer(api.models)
     # A warm container holding the current model (the previous test restarted the containers).
-    wait_for(lambda: health(api).get("model_version") == current.version, what="the current model served")
+    wait_for(lambda: api.health().get("model_version") == current.version, what="the current model served")
     ghost = "f" * 64
     write_pointer(api.models, model_name="taxi-fare", version="ghost", bucket=api.bucket,
                   prefix=artifact_prefix("taxi-fare", ghost), sha256=ghost, expected_version=current.version)
     try:
-        h = wait_for(lambda: (x := health(api)).get("degraded_reasons") and x, what="refusal of the ghost version")
+        h = wait_for(lambda: (x := api.health()).get("degraded_reasons") and x, what="refusal of the ghost version")
         assert h["model_version"] == current.version, h
         assert any("refused taxi-fare ghost" in r and "download" in r and f"still serving {current.version}" in r
                    for r in h["degraded_reasons"]), h
@@ -143,7 +116,7 @@ def test_pointer_to_missing_version_keeps_previous_model(api):
     finally:
         write_pointer(api.models, model_name=current.model_name, version=current.version, bucket=current.bucket,
                       prefix=current.prefix, sha256=current.sha256, expected_version="ghost")
-    wait_for(lambda: not health(api)["degraded_reasons"], what="degraded reason cleared")
+    wait_for(lambda: not api.health()["degraded_reasons"], what="degraded reason cleared")
 
 
 def test_s3_unavailable_at_cold_start_then_recovers(api):

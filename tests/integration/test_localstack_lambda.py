@@ -7,9 +7,6 @@ import base64
 import json
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor

@@ -26,11 +26,13 @@ from pathlib import Path
 
 import boto3
 import pytest
-import requests
 
 from driftstack import decision as D
 from driftstack import deploy, drift, registry
 from driftstack.traffic import make_trips
+from deployed import deployed
+
+from driftstack.polling import wait_for
 
 pytestmark = [pytest.mark.localstack, pytest.mark.e2e, pytest.mark.slow]
 
@@ -38,16 +40,6 @@ REPO = Path(__file__).resolve().parents[2]
 STACK = "DriftstackLoopTest"
 GBT = {"max_iter": 10, "max_depth": 4}
 
-
-def wait_for(fn, timeout: float, interval: float = 2.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture(scope="module")
@@ -58,23 +50,9 @@ def loop(localstack, tmp_path_factory):
                "model_refresh_seconds": "3", "retrain_cooldown_minutes": "0",
                "retrain_training": json.dumps(GBT), "retrain_mlflow": json.dumps({"tracking_uri": mlflow_uri}),
                "retrain_data": json.dumps({"reference_rows": 1000, "min_labelled": 200})}
-    outputs = deploy.deploy(localstack, stack=STACK, context=context)
-    key = boto3.client("apigateway").get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)["value"]
-    http = requests.Session()
-    http.headers.update({"x-api-key": key, "content-type": "application/json"})
-    ddb = boto3.resource("dynamodb")
-    ns = type("Loop", (), {
-        "out": outputs, "http": http, "state": state, "mlflow_uri": mlflow_uri, "bucket": outputs["BucketName"],
-        "base": f"{localstack}/_aws/execute-api/{outputs['ApiId']}/{outputs['ApiStage']}/v1",
-        "s3": boto3.client("s3"), "sfn": boto3.client("stepfunctions"), "lam": boto3.client("lambda"),
-        "models": ddb.Table(outputs["ModelsTableName"]), "history": ddb.Table(outputs["HistoryTableName"]),
-        "arn": outputs["StateMachineArn"], "context": context, "endpoint": localstack})
-    yield ns
-    http.close()
-    try:
-        deploy.destroy(localstack, stack=STACK)
-    except deploy.DeployError as exc:  # teardown must not hide the test result
-        print(f"destroy failed: {exc}")
+    with deployed(localstack, STACK, context) as loop:
+        loop.state, loop.mlflow_uri, loop.arn = state, mlflow_uri, loop.outputs["StateMachineArn"]
+        yield loop
 
 
 def executions(loop) -> list[dict]:
@@ -125,7 +103,7 @@ def champion(loop):
     proc = subprocess.run(
         [sys.executable, "-m", "spark_jobs.train", "--generate-rows", "5000", "--max-iter", str(GBT["max_iter"]),
          "--max-depth", str(GBT["max_depth"]), "--bucket", loop.bucket, "--models-table",
-         loop.out["ModelsTableName"], "--set-champion-pointer", "--mlflow-tracking-uri", loop.mlflow_uri,
+         loop.outputs["ModelsTableName"], "--set-champion-pointer", "--mlflow-tracking-uri", loop.mlflow_uri,
          "--output-dir", str(loop.state / "champion"), "--latency-runs", "200"],
         cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -148,11 +126,11 @@ def test_drift_triggers_one_execution_and_the_better_challenger_is_served(loop, 
     drifted = make_trips(1000, month="2023-07", drift="both", seed=202)  # longer trips, new fare rules
     # Pause the schedule while the traffic and its feedback arrive, so the check sees all of it.
     events = boto3.client("events")
-    events.disable_rule(Name=loop.out["DriftScheduleRuleName"])
+    events.disable_rule(Name=loop.outputs["DriftScheduleRuleName"])
     try:
         send(loop, drifted, feedback=True)
     finally:
-        events.enable_rule(Name=loop.out["DriftScheduleRuleName"])
+        events.enable_rule(Name=loop.outputs["DriftScheduleRuleName"])
     started = wait_for(lambda: executions(loop), 150, what="the scheduled check to start an execution")
     assert len(started) == 1, started
     name = started[0]["name"]
@@ -166,7 +144,7 @@ def test_drift_triggers_one_execution_and_the_better_challenger_is_served(loop, 
     # The same window again (a redelivered event, a manual re-run): no second execution.
     event_time = check["window"]["end"]
     for _ in range(2):
-        resp = loop.lam.invoke(FunctionName=loop.out["DriftCheckFunctionName"],
+        resp = loop.lam.invoke(FunctionName=loop.outputs["DriftCheckFunctionName"],
                                Payload=json.dumps({"time": event_time}).encode())
         again = json.loads(resp["Payload"].read())
         assert again["check_id"] == check["check_id"] and again["execution"]["started"] is False, again

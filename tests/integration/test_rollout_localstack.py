@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 
 import boto3
 import numpy as np
@@ -17,27 +16,20 @@ import onnxruntime as ort
 import pytest
 import requests
 
-from driftstack import deploy, encoding
+from driftstack import encoding
 from driftstack.registry import read_pointer
 from driftstack.schema import example_features
 from driftstack.serving import rollout as ro
 from driftstack.serving.toy_model import build_toy_model, publish
+from deployed import deployed
+
+from driftstack.polling import wait_for
 
 pytestmark = [pytest.mark.localstack, pytest.mark.e2e, pytest.mark.slow]
 
 STACK = "DriftstackRolloutTest"
 CHAMPION_BLOB = build_toy_model()
 
-
-def wait_for(fn, timeout: float = 60.0, interval: float = 1.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def expected(blob: bytes, rows: list[dict]) -> np.ndarray:
@@ -58,26 +50,9 @@ def trips(n: int, seed: int, long_share: float = 0.0) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def api(localstack):
-    outputs = deploy.deploy(localstack, stack=STACK, context={
-        "model_refresh_seconds": "2", "canary_schedule_minutes": "1", "canary_min_requests": "30",
-        "drift_schedule_minutes": "60"})
-    key = boto3.client("apigateway").get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)["value"]
-    session = requests.Session()
-    session.headers["x-api-key"] = key
-    base = f"{localstack}/_aws/execute-api/{outputs['ApiId']}/{outputs['ApiStage']}/v1"
-    models = boto3.resource("dynamodb").Table(outputs["ModelsTableName"])
-    yield type("Api", (), {"outputs": outputs, "http": session, "base": base, "models": models,
-                           "s3": boto3.client("s3"), "ddb": boto3.client("dynamodb"),
-                           "bucket": outputs["BucketName"]})
-    session.close()
-    try:
-        deploy.destroy(localstack, stack=STACK)
-    except deploy.DeployError as exc:  # teardown must not hide the test result
-        print(f"destroy failed: {exc}")
-
-
-def health(api) -> dict:
-    return api.http.get(f"{api.base}/health", timeout=30).json()
+    with deployed(localstack, STACK, {"model_refresh_seconds": "2", "canary_schedule_minutes": "1",
+                                      "canary_min_requests": "30", "drift_schedule_minutes": "60"}) as api:
+        yield api
 
 
 def predict(api, features: dict, request_id: str) -> requests.Response:
@@ -93,7 +68,7 @@ def log_record(api, rid: str) -> dict:
 @pytest.fixture(scope="module")
 def champion(api):
     v1 = publish(api.s3, api.models, api.bucket, CHAMPION_BLOB, version="1")
-    wait_for(lambda: health(api).get("model_version") == "1", what="version 1 to be served")
+    wait_for(lambda: api.health().get("model_version") == "1", what="version 1 to be served")
     return v1
 
 
@@ -101,7 +76,7 @@ def start(api, blob: bytes, version: str, mode: str, share: float = 0.5) -> ro.R
     cand = publish(api.s3, api.models, api.bucket, blob, version=version, promote=False)
     r = ro.start(api.models, mode=mode, share=share, model_name="taxi-fare", version=version, bucket=api.bucket,
                  prefix=cand["prefix"], sha256=cand["sha256"], reason="integration test")
-    wait_for(lambda: (health(api).get("rollout") or {}).get("rollout_id") == r.rollout_id, timeout=30,
+    wait_for(lambda: (api.health().get("rollout") or {}).get("rollout_id") == r.rollout_id, timeout=30,
              what=f"{mode} {version} visible in /health")
     return r
 
@@ -122,7 +97,7 @@ def test_shadow_keeps_responses_and_logs_both(api, champion):
         assert float(rec["shadow_prediction"]) == pytest.approx(float(want_shadow[i]), abs=1e-3)
         assert rec["shadow_version"] == "2" and rec["rollout_id"] == r.rollout_id
     ro.rollback(api.models, r, reason="shadow comparison done", outcome="stopped")
-    wait_for(lambda: "rollout" not in health(api), timeout=30, what="shadow detached")
+    wait_for(lambda: "rollout" not in api.health(), timeout=30, what="shadow detached")
 
 
 def test_bad_canary_is_rolled_back_by_the_schedule(api, champion):
@@ -135,8 +110,8 @@ def test_bad_canary_is_rolled_back_by_the_schedule(api, champion):
     assert outcome["outcome"] == "rolled_back", outcome
     assert "error rate" in outcome["reason"] and "non-finite" in outcome["reason"]
     assert read_pointer(api.models).version == "1" and ro.read(api.models) is None
-    wait_for(lambda: "rollout" not in health(api), timeout=30, what="canary gone from /health")
-    assert health(api)["model_version"] == "1"
+    wait_for(lambda: "rollout" not in api.health(), timeout=30, what="canary gone from /health")
+    assert api.health()["model_version"] == "1"
 
 
 def test_good_canary_completes(api, champion):
@@ -155,7 +130,7 @@ def test_good_canary_completes(api, champion):
     outcome = ro.outcome_of(api.models, r.rollout_id)
     assert outcome["outcome"] == "completed", outcome
     assert read_pointer(api.models).version == "4"
-    wait_for(lambda: health(api).get("model_version") == "4" and "rollout" not in health(api), timeout=30,
+    wait_for(lambda: api.health().get("model_version") == "4" and "rollout" not in api.health(), timeout=30,
              what="version 4 served to everyone")
 
 

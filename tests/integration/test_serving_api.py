@@ -9,16 +9,17 @@ finally break the request-log table to exercise the fallback queue and its repla
 from __future__ import annotations
 
 import json
-import time
 
 import boto3
 import pytest
 import requests
 
-from driftstack import deploy
 from driftstack import features as fc
 from driftstack.schema import example_features
 from driftstack.serving.toy_model import build_toy_model, publish
+from deployed import deployed
+
+from driftstack.polling import wait_for
 
 pytestmark = [pytest.mark.localstack, pytest.mark.e2e]
 
@@ -26,36 +27,11 @@ STACK = "DriftstackServingTest"
 REFRESH_SECONDS = 2
 
 
-def wait_for(fn, timeout: float = 60.0, interval: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
 
 @pytest.fixture(scope="module")
 def api(localstack):
-    outputs = deploy.deploy(localstack, stack=STACK, context={"model_refresh_seconds": str(REFRESH_SECONDS)})
-    key = boto3.client("apigateway").get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)["value"]
-    base = f"{localstack}/_aws/execute-api/{outputs['ApiId']}/{outputs['ApiStage']}"
-    session = requests.Session()
-    session.headers["x-api-key"] = key
-    yield type("Api", (), {
-        "outputs": outputs, "key": key, "base": base, "http": session,
-        "url": staticmethod(lambda path: f"{base}/v1{path}"),
-        "s3": boto3.client("s3"), "ddb": boto3.client("dynamodb"),
-        "models": boto3.resource("dynamodb").Table(outputs["ModelsTableName"]),
-        "bucket": outputs["BucketName"],
-    })
-    session.close()
-    try:
-        deploy.destroy(localstack, stack=STACK)
-    except deploy.DeployError as exc:  # teardown must not hide the test result
-        print(f"destroy failed: {exc}")
+    with deployed(localstack, STACK, {"model_refresh_seconds": str(REFRESH_SECONDS)}) as api:
+        yield api
 
 
 def predict(api, body, **kw):
@@ -74,7 +50,7 @@ def test_no_model_yet_is_503(api):
 @pytest.fixture(scope="module")
 def champion(api):
     v1 = publish(api.s3, api.models, api.bucket, build_toy_model(), version="1")
-    wait_for(lambda: api.http.get(api.url("/health"), timeout=30).json().get("model_version") == "1",
+    wait_for(lambda: api.health().get("model_version") == "1",
              what="version 1 to be served")
     return v1
 
@@ -160,7 +136,7 @@ def test_hot_swap_and_corrupt_artifact(api, champion):
              timeout=REFRESH_SECONDS + 30, what="version 2 without a redeploy")
 
     publish(api.s3, api.models, api.bucket, build_toy_model(base=22.0), version="3", sha256="0" * 64)
-    health = wait_for(lambda: (h := api.http.get(api.url("/health"), timeout=30).json())["status"] == "degraded"
+    health = wait_for(lambda: (h := api.health())["status"] == "degraded"
                       and h, timeout=REFRESH_SECONDS + 30, what="health to report the refused artifact")
     assert health["model_version"] == "2"
     assert any("sha256 mismatch" in reason for reason in health["degraded_reasons"])
@@ -170,7 +146,7 @@ def test_hot_swap_and_corrupt_artifact(api, champion):
 
     # A good version 4 heals it (and a fresh container never starts on the corrupt 3).
     publish(api.s3, api.models, api.bucket, build_toy_model(base=33.0), version="4")
-    wait_for(lambda: api.http.get(api.url("/health"), timeout=30).json()["status"] == "ok",
+    wait_for(lambda: api.health()["status"] == "ok",
              timeout=REFRESH_SECONDS + 30, what="version 4 to clear the degradation")
 
 
@@ -188,7 +164,7 @@ def test_request_log_fallback_and_replay(api, champion):
         r = wait_for(lambda: (x := predict(api, {"features": example_features()})).status_code == 200
                      and x, what="a prediction from the reconfigured function")
         rid = r.json()["request_id"]
-        health = api.http.get(api.url("/health"), timeout=30).json()
+        health = api.health()
         assert health["log_sink_healthy"] is False, health
         assert any("ResourceNotFound" in reason for reason in health["degraded_reasons"]), health
         wait_for(lambda: api.ddb.get_item(TableName=api.outputs["RequestLogTableName"],

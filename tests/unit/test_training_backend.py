@@ -3,7 +3,6 @@ EMR Serverless backend against botocore's Stubber."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
