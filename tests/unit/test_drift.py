@@ -39,24 +39,8 @@ def reference():
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        ddb = boto3.resource("dynamodb")
-        models = ddb.create_table(TableName="models", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                                  AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                                  BillingMode="PAY_PER_REQUEST")
-        history = ddb.create_table(TableName="history",
-                                   KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                              {"AttributeName": "sk", "KeyType": "RANGE"}],
-                                   AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                                         {"AttributeName": "sk", "AttributeType": "S"}],
-                                   BillingMode="PAY_PER_REQUEST")
-        yield s3, models, history
+def aws(moto):
+    yield moto.bucket(BUCKET), moto.models_table(), moto.history_table()
 
 
 def _champion(s3, models, prof, version="1", holdout_rmse=2.0):

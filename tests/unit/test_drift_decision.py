@@ -7,7 +7,6 @@ import json
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from driftstack import decision as D
 
@@ -71,19 +70,8 @@ def test_incomplete_evaluation_is_an_error_naming_the_field():
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="bkt")
-        table = boto3.resource("dynamodb").create_table(
-            TableName="history", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                            {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
-        yield s3, table
+def aws(moto):
+    yield moto.bucket("bkt"), moto.history_table()
 
 
 def test_records_are_updated_in_place_and_listed_newest_first(aws):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from driftstack import decision as D
 from driftstack import registry
@@ -32,25 +31,17 @@ class Ctx:
 
 
 @pytest.fixture
-def app(monkeypatch, tmp_path):
-    for k, v in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t",
-                 "ARTIFACT_BUCKET": BUCKET, "MODELS_TABLE": "models", "HISTORY_TABLE": "history",
+def app(moto, monkeypatch, tmp_path):
+    for k, v in {"ARTIFACT_BUCKET": BUCKET, "MODELS_TABLE": "models", "HISTORY_TABLE": "history",
                  "TRAINING_BACKEND": "emr-serverless"}.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        ddb = boto3.resource("dynamodb")
-        ddb.create_table(TableName="models", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
-        ddb.create_table(TableName="history", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                                         {"AttributeName": "sk", "KeyType": "RANGE"}],
-                         AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in ("pk", "sk")],
-                         BillingMode="PAY_PER_REQUEST")
-        spec = importlib.util.spec_from_file_location("retrain_app", ROOT / "functions" / "retrain" / "app.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        yield mod
+    moto.bucket(BUCKET)
+    moto.models_table()
+    moto.history_table()
+    spec = importlib.util.spec_from_file_location("retrain_app", ROOT / "functions" / "retrain" / "app.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    yield mod
 
 
 def _event(version="1"):

@@ -15,7 +15,6 @@ import onnxruntime as ort
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 
 from driftstack import encoding
 from driftstack import features as fc
@@ -52,29 +51,21 @@ def call(app, e: dict) -> tuple[int, dict, dict]:
 
 
 @pytest.fixture
-def aws_env(monkeypatch):
-    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+def aws_env(moto, monkeypatch):
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_DEV", "false")
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        ddb = boto3.client("dynamodb")
-        ddb.create_table(TableName=MODELS, AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST")
-        ddb.create_table(**table_definition(LOG_TABLE))
-        sqs = boto3.client("sqs")
-        queue_url = sqs.create_queue(QueueName="request-log-fallback")["QueueUrl"]
-        for k, v in {"MODELS_TABLE": MODELS, "REQUEST_LOG_TABLE": LOG_TABLE, "ARTIFACT_BUCKET": BUCKET,
-                     "FALLBACK_QUEUE_URL": queue_url}.items():
-            monkeypatch.setenv(k, v)
-        yield SimpleNamespace(s3=s3, ddb=ddb, sqs=sqs, queue_url=queue_url,
-                              models=boto3.resource("dynamodb").Table(MODELS),
-                              settings=LogSettings(table=LOG_TABLE, bucket=BUCKET, queue_url=queue_url))
+    s3 = moto.bucket(BUCKET)
+    moto.models_table(MODELS)
+    ddb = boto3.client("dynamodb")
+    ddb.create_table(**table_definition(LOG_TABLE))
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName="request-log-fallback")["QueueUrl"]
+    for k, v in {"MODELS_TABLE": MODELS, "REQUEST_LOG_TABLE": LOG_TABLE, "ARTIFACT_BUCKET": BUCKET,
+                 "FALLBACK_QUEUE_URL": queue_url}.items():
+        monkeypatch.setenv(k, v)
+    yield SimpleNamespace(s3=s3, ddb=ddb, sqs=sqs, queue_url=queue_url,
+                          models=boto3.resource("dynamodb").Table(MODELS),
+                          settings=LogSettings(table=LOG_TABLE, bucket=BUCKET, queue_url=queue_url))
 
 
 def load_app(name: str = "predict"):

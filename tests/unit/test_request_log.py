@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
-from moto import mock_aws
 
 from driftstack.schema import example_features
 from driftstack.serving.request_log import (LogSettings, LogUnavailable, RequestLog, UnknownRequest, from_item,
@@ -21,18 +20,11 @@ BUCKET, TABLE = "artifacts", "request-log"
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        s3, ddb, sqs = boto3.client("s3"), boto3.client("dynamodb"), boto3.client("sqs")
-        s3.create_bucket(Bucket=BUCKET)
-        ddb.create_table(**table_definition(TABLE))
-        queue_url = sqs.create_queue(QueueName="fallback")["QueueUrl"]
-        yield s3, ddb, sqs, LogSettings(table=TABLE, bucket=BUCKET, queue_url=queue_url)
+def aws(moto):
+    s3, ddb, sqs = moto.bucket(BUCKET), boto3.client("dynamodb"), boto3.client("sqs")
+    ddb.create_table(**table_definition(TABLE))
+    queue_url = sqs.create_queue(QueueName="fallback")["QueueUrl"]
+    yield s3, ddb, sqs, LogSettings(table=TABLE, bucket=BUCKET, queue_url=queue_url)
 
 
 class Flaky:

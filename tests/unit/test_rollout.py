@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import uuid
 
-import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
 
 from driftstack import canary
 from driftstack.registry import read_pointer
@@ -19,22 +17,11 @@ BUCKET, MODELS = "artifacts", "models"
 
 
 @pytest.fixture
-def env(monkeypatch):
-    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        boto3.client("dynamodb").create_table(
-            TableName=MODELS, AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST")
-        table = boto3.resource("dynamodb").Table(MODELS)
-        champion = publish(s3, table, BUCKET, build_toy_model(), version="1")
-        candidate = publish(s3, table, BUCKET, build_toy_model(per_mile=2.6), version="2", promote=False)
-        yield s3, table, champion, candidate
+def env(moto):
+    s3, table = moto.bucket(BUCKET), moto.models_table(MODELS)
+    champion = publish(s3, table, BUCKET, build_toy_model(), version="1")
+    candidate = publish(s3, table, BUCKET, build_toy_model(per_mile=2.6), version="2", promote=False)
+    yield s3, table, champion, candidate
 
 
 def _start(table, cand, mode=ro.CANARY, share=0.1):

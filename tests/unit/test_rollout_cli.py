@@ -7,7 +7,6 @@ import json
 import boto3
 import pytest
 from click.testing import CliRunner
-from moto import mock_aws
 
 from driftstack import ops_cli
 from driftstack.cli import cli
@@ -19,34 +18,22 @@ BUCKET = "artifacts"
 
 
 @pytest.fixture
-def stack(monkeypatch, tmp_path):
-    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(k, v)
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        ddb = boto3.client("dynamodb")
-        ddb.create_table(TableName="models", AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST")
-        ddb.create_table(TableName="history", BillingMode="PAY_PER_REQUEST",
-                         AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
-                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                    {"AttributeName": "sk", "KeyType": "RANGE"}])
-        cw = boto3.client("cloudwatch")
-        for name in ("T-Api5xxRate", "T-CanaryRolledBack"):
-            cw.put_metric_alarm(AlarmName=name, MetricName="m", Namespace="driftstack", Statistic="Sum", Period=300,
-                                EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
-        cw.set_alarm_state(AlarmName="T-CanaryRolledBack", StateValue="ALARM", StateReason="a canary was rolled back")
-        models = boto3.resource("dynamodb").Table("models")
-        publish(s3, models, BUCKET, build_toy_model(), version="1")
-        cand = publish(s3, models, BUCKET, build_toy_model(per_mile=2.6), version="2", promote=False)
-        outputs = {"ModelsTableName": "models", "HistoryTableName": "history", "BucketName": BUCKET,
-                   "AlarmNames": "T-Api5xxRate,T-CanaryRolledBack"}
-        monkeypatch.setattr(ops_cli, "_outputs", lambda: outputs)
-        yield outputs, models, cand
+def stack(moto, monkeypatch, tmp_path):
+    s3 = moto.bucket(BUCKET)
+    moto.models_table()
+    moto.history_table()
+    cw = boto3.client("cloudwatch")
+    for name in ("T-Api5xxRate", "T-CanaryRolledBack"):
+        cw.put_metric_alarm(AlarmName=name, MetricName="m", Namespace="driftstack", Statistic="Sum", Period=300,
+                            EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+    cw.set_alarm_state(AlarmName="T-CanaryRolledBack", StateValue="ALARM", StateReason="a canary was rolled back")
+    models = boto3.resource("dynamodb").Table("models")
+    publish(s3, models, BUCKET, build_toy_model(), version="1")
+    cand = publish(s3, models, BUCKET, build_toy_model(per_mile=2.6), version="2", promote=False)
+    outputs = {"ModelsTableName": "models", "HistoryTableName": "history", "BucketName": BUCKET,
+               "AlarmNames": "T-Api5xxRate,T-CanaryRolledBack"}
+    monkeypatch.setattr(ops_cli, "_outputs", lambda: outputs)
+    yield outputs, models, cand
 
 
 def test_collect_and_render_without_a_rollout(stack):

@@ -6,7 +6,6 @@ import json
 import boto3
 import onnx
 import pytest
-from moto import mock_aws
 from onnx import TensorProto, helper
 
 from driftstack import registry
@@ -22,17 +21,10 @@ def tiny_model(bias: float) -> onnx.ModelProto:
 
 
 @pytest.fixture
-def env(monkeypatch, tmp_path):
-    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "t")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "t")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        boto3.resource("dynamodb").create_table(
-            TableName="models", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
-        yield tmp_path
+def env(moto, monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    moto.models_table()
+    yield tmp_path
 
 
 def request(tmp, bias, **over):

@@ -12,7 +12,6 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from driftstack import training_backend as TB
 
@@ -22,14 +21,8 @@ JOB = TB.JobRequest("run-1", BUCKET, "retrain/run-1/spec.json", "retrain/run-1/s
 
 
 @pytest.fixture
-def s3(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    with mock_aws():
-        client = boto3.client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
+def s3(moto):
+    yield moto.bucket(BUCKET)
 
 
 def fake_repo(tmp_path: Path, body: str) -> Path:
