@@ -49,7 +49,9 @@ class Drift:
 
 PRESETS: dict[str, Drift] = {
     "none": Drift(),
-    "covariate": Drift(distance_scale=1.4, airport_share=2.5, hour_shift=3),
+    # strong enough that three features pass PSI 0.2 in a 600-request window (trip_distance ~0.4,
+    # trip_duration_minutes ~0.3, pickup_hour ~0.3): the default min_drifted_features trigger fires on its own
+    "covariate": Drift(distance_scale=1.6, airport_share=2.5, hour_shift=4),
     "concept": Drift(fares=FareRules(initial=4.00, per_unit=0.90, jfk_flat=85.0, newark_surcharge=25.0)),
 }
 PRESETS["both"] = replace(PRESETS["covariate"], fares=PRESETS["concept"].fares)
