@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Load test of the prediction API through API Gateway on LocalStack (loopback only).
 
-    .venv/bin/python scripts/load_test.py                      # own LocalStack, deploy, search, 2x, account
-    .venv/bin/python scripts/load_test.py --url http://localhost:4566 --period 120
+    .venv/bin/python scripts/load_test.py                      # own LocalStack: deploy, search, confirm, 2x, account
+    .venv/bin/python scripts/load_test.py --probe 20 --period 20   # a quick run while developing
+    .venv/bin/python scripts/load_test.py --rate 8             # skip the search: limit and test at 8 req/s
 
 Why not locust: locust is not installed in the project (it pulls gevent, ~30 MB of extra
 dependencies) and its closed-loop users hide queueing delay: when the server slows down, users
@@ -11,17 +12,26 @@ schedule whatever the server does; latency is measured from the scheduled start,
 counts), bounded in time (``--period`` per step) and count (rate x period), with a thread pool
 (requests releases the GIL on I/O; at these rates one process is far from the limit).
 
-Steps: ramp the offered rate (``--rates``, short ``--probe`` periods) until a step has errors,
-falls short of the offered rate by > 5% or its p99 exceeds ``--p99-ms``; the last good rate is
-the sustainable one, confirmed over ``--period``; then 2x that rate for ``--period``.  Finally
-the log accounting: after the fallback queue drains, request-log items + DLQ messages must equal
-the records served (200 responses) — records lost must be 0.  Prints a table; asserts nothing.
+Steps:
+1. search: deploy with the stack's default API limits (500 req/s, far above anything here) and ramp
+   the offered rate (``--rates``, ``--probe`` s each) until a step has an error, falls short of the
+   offered rate by > 5% or its p99 exceeds ``--p99-ms``; the last good rate R is the candidate.
+2. redeploy the same stack with ``-c api_rate_limit=R -c api_burst_limit=R x --burst-seconds``: the
+   usage plan (per API key) and the stage throttle now protect the function at R, as they would on
+   AWS (enforced locally by our LocalStack plugin, ``localstack/plugin/.../apigw_throttle.py``).
+3. sustained: R for ``--period`` s (default 120) must still be good, else the next lower rate is tried.
+4. 2x: 2R for ``--period`` s: graceful means the excess gets 429 from the usage plan, and there are
+   zero 5xx and zero transport errors (the p99 of the 200s is reported against ``--p99-ms``).
+5. log accounting: after the fallback queue drains, every request id answered 200 (warm-up included)
+   must be in the request-log table and in the S3 archive (or still owed by the DLQ): lost must be 0.
+Prints a table; exit status 1 when the 2x step or the accounting is not graceful.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import threading
 import time
@@ -41,6 +51,7 @@ from driftstack.schema import example_features  # noqa: E402
 from driftstack.serving.toy_model import build_toy_model, publish  # noqa: E402
 
 STACK = "DriftstackLoad"
+ARCHIVE_PREFIX = "requests/"  # the stack's request archive (cdk/driftstack_cdk/serving.py)
 
 
 @dataclass
@@ -48,10 +59,13 @@ class Step:
     name: str
     rate: float
     period: float
+    limit: float | None = None    # the API's rate limit (usage plan and stage) during this step
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     errors: int = 0               # transport errors (timeouts, resets)
     error_kinds: dict[str, int] = field(default_factory=dict)
+    bodies_5xx: list[str] = field(default_factory=list)
+    request_ids: list[str] = field(default_factory=list)
     wall: float = 0.0
 
     @property
@@ -61,6 +75,10 @@ class Step:
     @property
     def ok(self) -> int:
         return self.statuses.get(200, 0)
+
+    @property
+    def s5xx(self) -> int:
+        return sum(v for k, v in self.statuses.items() if k >= 500)
 
     def pct(self, q: float) -> float:
         if not self.latencies:
@@ -73,14 +91,17 @@ class Step:
         return self.ok / self.wall if self.wall else 0.0
 
     def row(self) -> str:
-        s5 = sum(v for k, v in self.statuses.items() if k >= 500)
-        return (f"| {self.name:<11} | {self.rate:6.1f} | {self.period:4.0f} | {self.sent:6d} | {self.achieved:7.1f} | "
-                f"{self.pct(0.5):7.1f} | {self.pct(0.95):7.1f} | {self.pct(0.99):7.1f} | {self.statuses.get(429, 0):5d} | "
-                f"{s5:4d} | {self.errors:4d} |")
+        share = (lambda n: f"{100 * n / self.sent:5.1f}%") if self.sent else (lambda n: "    -")
+        limit = f"{self.limit:g}" if self.limit else "500 (default)"
+        return (f"| {self.name:<11} | {self.rate:6.1f} | {limit} | {self.period:4.0f} | {self.sent:6d} | "
+                f"{self.achieved:6.1f} | {share(self.ok)} | {self.pct(0.5):7.1f} | {self.pct(0.95):7.1f} | "
+                f"{self.pct(0.99):7.1f} | {self.statuses.get(429, 0):5d} ({share(self.statuses.get(429, 0))}) | "
+                f"{self.s5xx:4d} | {self.errors:4d} |")
 
 
-HEADER = ("| step        | offered rps | s | requests | ok rps | p50 ms | p95 ms | p99 ms | 429 | 5xx | transport errors |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| step | offered req/s | API limit req/s | s | requests | 200/s | 200 share | p50 ms | p95 ms | p99 ms "
+          "| 429 (share) | 5xx | transport errors |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def run_step(session: requests.Session, url: str, step: Step, workers: int) -> Step:
@@ -93,9 +114,14 @@ def run_step(session: requests.Session, url: str, step: Step, workers: int) -> S
         delay = due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
+        rid = text = None
         try:
             r = session.post(url, data=body, timeout=30)
             code = r.status_code
+            if code == 200:
+                rid = r.json()["request_id"]
+            elif code >= 500:
+                text = r.text[:300]
         except requests.RequestException as exc:
             code, kind = None, type(exc).__name__
         lat = time.perf_counter() - due
@@ -107,6 +133,9 @@ def run_step(session: requests.Session, url: str, step: Step, workers: int) -> S
                 step.statuses[code] = step.statuses.get(code, 0) + 1
                 if code == 200:
                     step.latencies.append(lat)
+                    step.request_ids.append(rid)
+                elif text is not None and len(step.bodies_5xx) < 5:
+                    step.bodies_5xx.append(f"{code} {text}")
 
     t0 = time.perf_counter() + 0.2
     with ThreadPoolExecutor(workers) as pool:
@@ -125,14 +154,42 @@ def good(step: Step, p99_ms: float) -> bool:
             and step.pct(0.99) <= p99_ms)
 
 
-def count_items(ddb, table: str) -> int:
-    n, kw = 0, {}
+def graceful(step: Step) -> bool:
+    """Overload handled: the excess got 429 from the usage plan; no 5xx, no transport errors."""
+    return (step.errors == 0 and step.ok + step.statuses.get(429, 0) == step.sent
+            and step.statuses.get(429, 0) > 0)
+
+
+def table_ids(ddb, table: str) -> set[str]:
+    ids, kw = set(), {}
     while True:
-        resp = ddb.scan(TableName=table, Select="COUNT", **kw)
-        n += resp["Count"]
+        resp = ddb.scan(TableName=table, ProjectionExpression="request_id", **kw)
+        ids.update(item["request_id"]["S"] for item in resp["Items"])
         if "LastEvaluatedKey" not in resp:
-            return n
+            return ids
         kw["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def archive_ids(s3, bucket: str) -> set[str]:
+    """Request ids of the archived records: keys are requests/dt=../hour=../<compact ts>-<request id>.jsonl."""
+    ids = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=ARCHIVE_PREFIX):
+        for obj in page.get("Contents", []):
+            name = obj["Key"].rsplit("/", 1)[-1]
+            ids.add(name.split("-", 1)[1].removesuffix(".jsonl"))
+    return ids
+
+
+def dlq_ids(sqs, url: str) -> set[str]:
+    """Request ids in fallback messages that reached the DLQ (peeked, left in place)."""
+    ids = set()
+    for _ in range(10):
+        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30).get("Messages", [])
+        if not msgs:
+            break
+        for m in msgs:
+            ids.update(r["request_id"] for r in json.loads(m["Body"]).get("records", []))
+    return ids
 
 
 def queue_depth(sqs, url: str) -> int:
@@ -141,16 +198,79 @@ def queue_depth(sqs, url: str) -> int:
     return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
 
 
+class Target:
+    """The deployed stack: (re)deploys with an API limit, and the HTTP session with its key."""
+
+    def __init__(self, url: str, workers: int, burst_seconds: float) -> None:
+        self.url, self.workers, self.burst_seconds = url, workers, burst_seconds
+        self.creds = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
+                          aws_secret_access_key="test")
+        self.out: dict[str, str] = {}
+        self.limit: float | None = None
+        self.session: requests.Session | None = None
+
+    def deploy(self, limit: float | None) -> None:
+        """Deploy (or update) the stack; limit None = the stack's defaults (500 req/s, burst 1000)."""
+        context = {"model_refresh_seconds": "30", "log_sample_rate": "0"}
+        if limit:
+            context |= {"api_rate_limit": f"{limit:g}", "api_burst_limit": str(self.burst(limit))}
+        t = time.perf_counter()
+        first = not self.out
+        self.out = deploy.deploy(self.url, stack=STACK, context=context, build=first)
+        self.limit = limit
+        print(f"{'deployed' if first else 'redeployed'} with API limit "
+              f"{self.describe_limits()} in {time.perf_counter() - t:.0f} s", flush=True)
+        if first:
+            self._prepare()
+
+    def burst(self, limit: float) -> int:
+        return max(1, math.ceil(limit * self.burst_seconds))
+
+    def describe_limits(self) -> str:
+        """What API Gateway holds now (usage plan of our key, stage method settings)."""
+        apigw = boto3.client("apigateway", **self.creds)
+        plans = [p for p in apigw.get_usage_plans(keyId=self.out["ApiKeyId"])["items"]
+                 if any(s["apiId"] == self.out["ApiId"] for s in p.get("apiStages", []))]
+        stage = apigw.get_stage(restApiId=self.out["ApiId"], stageName=self.out["ApiStage"])
+        method = stage.get("methodSettings", {}).get("*/*", {})
+        plan = plans[0].get("throttle", {}) if plans else {}
+        return (f"usage plan {plan.get('rateLimit')}/s burst {plan.get('burstLimit')}, stage "
+                f"{method.get('throttlingRateLimit')}/s burst {method.get('throttlingBurstLimit')}")
+
+    def _prepare(self) -> None:
+        s3 = boto3.client("s3", config=boto3.session.Config(s3={"addressing_style": "path"}), **self.creds)
+        models = boto3.resource("dynamodb", **self.creds).Table(self.out["ModelsTableName"])
+        key = boto3.client("apigateway", **self.creds).get_api_key(apiKey=self.out["ApiKeyId"],
+                                                                   includeValue=True)["value"]
+        publish(s3, models, self.out["BucketName"], build_toy_model(), version="load-1")
+        self.base = f"{self.url}/_aws/execute-api/{self.out['ApiId']}/{self.out['ApiStage']}/v1"
+        self.session = requests.Session()
+        self.session.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=self.workers))
+        self.session.headers.update({"x-api-key": key, "content-type": "application/json"})
+        deadline = time.monotonic() + 120
+        while self.session.get(f"{self.base}/health", timeout=30).json().get("model_version") != "load-1":
+            if time.monotonic() > deadline:
+                raise SystemExit("the model was not served within 120 s")
+            time.sleep(1)
+
+    def step(self, name: str, rate: float, period: float) -> Step:
+        return run_step(self.session, f"{self.base}/predict", Step(name, rate, period, self.limit), self.workers)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", help="a running LocalStack (default: start one on a free port, stop it at the end)")
-    p.add_argument("--rates", default="10,20,30,45,60,80,100", help="offered rates to try (requests/s)")
-    p.add_argument("--probe", type=float, default=15.0, help="seconds per search step")
-    p.add_argument("--period", type=float, default=60.0, help="seconds for the sustained and the 2x steps")
+    p.add_argument("--rates", default="4,6,8,10,12,15,20,25,30", help="offered rates to search (requests/s)")
+    p.add_argument("--rate", type=float, help="skip the search: limit the API to this rate and test it and 2x")
+    p.add_argument("--probe", type=float, default=30.0, help="seconds per search step")
+    p.add_argument("--period", type=float, default=120.0, help="seconds for the sustained and the 2x steps")
     p.add_argument("--p99-ms", type=float, default=500.0, help="p99 bound for a 'sustainable' rate")
+    p.add_argument("--burst-seconds", type=float, default=1.0,
+                   help="API burst limit = rate x this (the usage plan's token bucket size)")
     p.add_argument("--workers", type=int, default=64)
     p.add_argument("--keep", action="store_true", help="keep the stack (and LocalStack) afterwards")
     a = p.parse_args(argv)
+    rates = sorted(float(x) for x in a.rates.split(","))
 
     state = None
     if a.url:
@@ -159,66 +279,87 @@ def main(argv: list[str] | None = None) -> int:
         state = localstack_host.STATE_ROOT / "load-test"
         url = localstack_host.start(localstack_host.free_port(), state).url
     print(f"LocalStack {url}", flush=True)
-    creds = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    target = Target(url, a.workers, a.burst_seconds)
+    steps: list[Step] = []
     try:
-        t = time.perf_counter()
-        out = deploy.deploy(url, stack=STACK, context={"model_refresh_seconds": "30", "log_sample_rate": "0"})
-        print(f"deployed in {time.perf_counter() - t:.0f} s", flush=True)
-        s3 = boto3.client("s3", config=boto3.session.Config(s3={"addressing_style": "path"}), **creds)
-        ddb, sqs = boto3.client("dynamodb", **creds), boto3.client("sqs", **creds)
-        models = boto3.resource("dynamodb", **creds).Table(out["ModelsTableName"])
-        key = boto3.client("apigateway", **creds).get_api_key(apiKey=out["ApiKeyId"], includeValue=True)["value"]
-        publish(s3, models, out["BucketName"], build_toy_model(), version="load-1")
-        base = f"{url}/_aws/execute-api/{out['ApiId']}/{out['ApiStage']}/v1"
-        session = requests.Session()
-        session.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=a.workers))
-        session.headers.update({"x-api-key": key, "content-type": "application/json"})
-        deadline = time.monotonic() + 120
-        while session.get(f"{base}/health", timeout=30).json().get("model_version") != "load-1":
-            if time.monotonic() > deadline:
-                raise SystemExit("the model was not served within 120 s")
-            time.sleep(1)
-        # Warm up (cold starts of the function's containers are not part of the measurement).
-        run_step(session, f"{base}/predict", Step("warm-up", 5, 5), a.workers)
-        baseline_items = count_items(ddb, out["RequestLogTableName"])
+        target.deploy(a.rate)
+        # Warm up: a short burst starts a few execution environments, so the cold starts of the
+        # function's containers are not part of the measurement; then a steady trickle.
+        steps.append(target.step("warm-up", 40, 0.25))
+        steps.append(target.step("warm-up", 2, 5))
 
-        steps: list[Step] = []
+        candidates = [a.rate] if a.rate else []
+        if not a.rate:
+            print(HEADER, flush=True)
+            for rate in rates:
+                s = target.step(f"probe {rate:g}", rate, a.probe)
+                steps.append(s)
+                print(s.row(), s.error_kinds or "", flush=True)
+                if not good(s, a.p99_ms):
+                    break
+                candidates.insert(0, rate)   # best first; lower ones are the fallbacks
+            if not candidates:
+                print(f"no offered rate was sustainable; lower --rates (lowest tried: {rates[0]:g})")
+
         sustainable = None
-        print(HEADER, flush=True)
-        for rate in [float(x) for x in a.rates.split(",")]:
-            s = run_step(session, f"{base}/predict", Step(f"probe {rate:g}", rate, a.probe), a.workers)
+        for rate in candidates:
+            if target.limit != rate:
+                target.deploy(rate)
+            s = target.step(f"sustained {rate:g}", rate, a.period)
             steps.append(s)
-            print(s.row(), s.statuses, s.error_kinds, flush=True)
-            if not good(s, a.p99_ms):
+            print(s.row(), s.error_kinds or "", flush=True)
+            if good(s, a.p99_ms):
+                sustainable = rate
                 break
-            sustainable = rate
-        if sustainable is None:
-            print("no offered rate was sustainable; lower --rates")
-        for name, rate in (("sustained", sustainable), ("2x", 2 * sustainable)) if sustainable else ():
-            s = run_step(session, f"{base}/predict", Step(name, rate, a.period), a.workers)
-            steps.append(s)
-            print(s.row(), flush=True)
+        over = None
+        if sustainable:
+            over = target.step(f"2x {sustainable:g}", 2 * sustainable, a.period)
+            steps.append(over)
+            print(over.row(), over.error_kinds or "", flush=True)
 
-        # Log accounting: every 200 is one record (single predictions); wait for the replay.
-        served = sum(s.ok for s in steps)
-        deadline = time.monotonic() + 120
+        # Log accounting: every 200 carries a request id that must reach the table and the archive.
+        out = target.out
+        sqs = boto3.client("sqs", **target.creds)
+        deadline = time.monotonic() + 180
         while queue_depth(sqs, out["FallbackQueueUrl"]) and time.monotonic() < deadline:
             time.sleep(2)
-        items = count_items(ddb, out["RequestLogTableName"]) - baseline_items
-        dlq = queue_depth(sqs, out["FallbackDlqUrl"])
+        served = {rid for s in steps for rid in s.request_ids}
+        in_table = served & table_ids(boto3.client("dynamodb", **target.creds), out["RequestLogTableName"])
+        s3 = boto3.client("s3", config=boto3.session.Config(s3={"addressing_style": "path"}), **target.creds)
+        in_archive = served & archive_ids(s3, out["BucketName"])
+        owed = served & dlq_ids(sqs, out["FallbackDlqUrl"])
         pending = queue_depth(sqs, out["FallbackQueueUrl"])
+        lost_table = served - in_table - owed
+        lost_archive = served - in_archive - owed
 
         print("\n" + HEADER)
         for s in steps:
             print(s.row())
-        print(f"\nsustainable rate: {sustainable or 0:g} req/s (p99 <= {a.p99_ms:g} ms, zero errors, "
-              f"{a.probe:g} s probes, confirmed over {a.period:g} s)")
-        print(f"log accounting: served {served} records; request-log items {items}, fallback queue {pending}, "
-              f"DLQ {dlq}; records lost: {served - items - pending - dlq}")
+        print(f"\nsustainable rate: {sustainable or 0:g} req/s (p99 <= {a.p99_ms:g} ms, zero errors"
+              + (f", {a.probe:g} s probes" if not a.rate else "") + f", confirmed over {a.period:g} s with the "
+              f"API limited to it: {target.describe_limits()})")
+        if over:
+            print(f"2x ({2 * sustainable:g} req/s offered): {over.ok} x 200 ({over.ok / max(1, over.sent):.1%}, "
+                  f"{over.achieved:.1f}/s), {over.statuses.get(429, 0)} x 429 "
+                  f"({over.statuses.get(429, 0) / max(1, over.sent):.1%}), {over.s5xx} x 5xx, "
+                  f"{over.errors} transport errors -> {'graceful' if graceful(over) else 'NOT graceful'}; "
+                  f"p99 of the 200s {over.pct(0.99):.0f} ms ({'within' if over.pct(0.99) <= a.p99_ms else 'above'} "
+                  f"the {a.p99_ms:g} ms bound)")
+        print(f"log accounting: {len(served)} request ids answered 200; in the request-log table "
+              f"{len(in_table)}, in the S3 archive {len(in_archive)}, owed by the DLQ {len(owed)}, "
+              f"fallback queue still holding {pending} message(s); records lost: table {len(lost_table)}, "
+              f"archive {len(lost_archive)}")
+        if lost_table or lost_archive:
+            print("  lost ids (first 5):", sorted(lost_table | lost_archive)[:5])
         print("statuses:", {s.name: s.statuses for s in steps})
-        session.close()
-        return 0
+        for s in steps:
+            if s.error_kinds or s.bodies_5xx:
+                print(f"  {s.name}: transport errors {s.error_kinds}, 5xx bodies {s.bodies_5xx}")
+        ok = bool(over) and graceful(over) and not (lost_table or lost_archive)
+        return 0 if ok else 1
     finally:
+        if target.session is not None:
+            target.session.close()
         if not a.keep:
             try:
                 deploy.destroy(url, stack=STACK)

@@ -3,7 +3,14 @@
 EventBridge: in localstack-core 2026.3 `DisableRule`/`EnableRule` only flip the rule's state field;
 the scheduler job created for a `rate(...)`/`cron(...)` rule keeps its original enabled flag, so a
 disabled schedule keeps firing (on AWS it stops). We sync the job's flag with the rule's state.
+
+API Gateway: usage-plan and stage method throttling (429), see apigw_throttle.py.
+DRIFTSTACK_APIGW_THROTTLE=0 leaves it out (to see LocalStack's own behaviour).
+
+Lambda (host runner only): at most a few environments start at once, see lambda_assignment.py.
 """
+
+import os
 
 from localstack.runtime import hooks
 
@@ -39,3 +46,23 @@ def _sync_schedule_rule_state():
         result = fn(self, context, name, event_bus_name, **kwargs)
         _set_schedule_job(self, context, name, event_bus_name, True)
         return result
+
+
+@hooks.on_infra_start()
+def _apigw_throttling():
+    if os.environ.get("DRIFTSTACK_APIGW_THROTTLE", "1") != "0":
+        from driftstack_localstack import apigw_throttle
+
+        apigw_throttle.install()
+
+
+@hooks.on_infra_start()
+def _bounded_lambda_starts():
+    from localstack import config
+
+    from driftstack_localstack import EXECUTOR_NAME
+
+    if config.LAMBDA_RUNTIME_EXECUTOR == EXECUTOR_NAME:
+        from driftstack_localstack import lambda_assignment
+
+        lambda_assignment.install()
