@@ -253,12 +253,19 @@ class Target:
                 raise SystemExit("the model was not served within 120 s")
             time.sleep(1)
 
+    def warm_up(self) -> list[Step]:
+        """A short burst starts a few execution environments, so the cold starts of the function's
+        containers are not part of the measurement; then a steady trickle."""
+        n = min(10, self.burst(self.limit)) if self.limit else 10   # within the API's burst limit
+        return [self.step("warm-up", 40, n / 40), self.step("warm-up", 2, 5)]
+
     def step(self, name: str, rate: float, period: float) -> Step:
         return run_step(self.session, f"{self.base}/predict", Step(name, rate, period, self.limit), self.workers)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--url", help="a running LocalStack (default: start one on a free port, stop it at the end)")
     p.add_argument("--rates", default="4,6,8,10,12,15,20,25,30", help="offered rates to search (requests/s)")
     p.add_argument("--rate", type=float, help="skip the search: limit the API to this rate and test it and 2x")
@@ -283,10 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     steps: list[Step] = []
     try:
         target.deploy(a.rate)
-        # Warm up: a short burst starts a few execution environments, so the cold starts of the
-        # function's containers are not part of the measurement; then a steady trickle.
-        steps.append(target.step("warm-up", 40, 0.25))
-        steps.append(target.step("warm-up", 2, 5))
+        steps += target.warm_up()
 
         candidates = [a.rate] if a.rate else []
         if not a.rate:
@@ -305,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         for rate in candidates:
             if target.limit != rate:
                 target.deploy(rate)
+                steps += target.warm_up()  # the update restarts the function's environments
             s = target.step(f"sustained {rate:g}", rate, a.period)
             steps.append(s)
             print(s.row(), s.error_kinds or "", flush=True)
@@ -351,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
               f"archive {len(lost_archive)}")
         if lost_table or lost_archive:
             print("  lost ids (first 5):", sorted(lost_table | lost_archive)[:5])
-        print("statuses:", {s.name: s.statuses for s in steps})
+        print("statuses:", [(s.name, s.statuses) for s in steps])
         for s in steps:
             if s.error_kinds or s.bodies_5xx:
                 print(f"  {s.name}: transport errors {s.error_kinds}, 5xx bodies {s.bodies_5xx}")
