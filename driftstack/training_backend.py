@@ -10,7 +10,10 @@ answered the same way everywhere; the backend only adds "is it still alive".
   from the Lambda environment, set from CDK context). The host Lambda runner runs handlers as host
   processes, so the start Lambda can spawn it; it is double-forked (the Lambda never waits for it)
   and stays in LocalStack's process group, so stopping LocalStack stops it too. Poll notices a job
-  that died without writing a final status (pid gone, zombie, or pid reused).
+  that died without writing a final status (pid gone, zombie, or pid reused). Every process of a
+  run (the job, its Spark JVM, Spark's Python workers) inherits ``DRIFTSTACK_TRAINING_RUN=<run_id>``;
+  cancel stops all of them by that tag (SIGTERM, then SIGKILL after a grace period). A process
+  group of its own would be simpler to kill, but would leave the job running when LocalStack stops.
 - ``emr-serverless`` (AWS): StartJobRun / GetJobRun / CancelJobRun through boto3.
 
 Lambda-safe: standard library + boto3.
@@ -31,6 +34,8 @@ from typing import Any, Protocol
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 FINAL = (SUCCEEDED, FAILED)
 JOB_MODULE = "spark_jobs.retrain"
+RUN_TAG = "DRIFTSTACK_TRAINING_RUN"  # env var every process of a local run inherits: what cancel looks for
+CANCEL_GRACE_SECONDS = 10.0
 
 
 class BackendError(RuntimeError):
@@ -109,6 +114,31 @@ def proc_start_time(pid: int) -> int | None:
     return int(rest[19])
 
 
+def run_processes(run_id: str) -> list[int]:
+    """Live processes (zombies excluded) tagged with ``RUN_TAG=run_id``: a local run's job, its JVM and
+    Spark's workers, orphans included. Exact match, so run "r-1" never matches "r-10"."""
+    needle = f"{RUN_TAG}={run_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            tagged = needle in (entry / "environ").read_bytes().split(b"\0")
+        except OSError:  # gone, or not ours to read
+            continue
+        if tagged and proc_start_time(int(entry.name)) is not None:
+            found.append(int(entry.name))
+    return found
+
+
+def _signal_all(pids, sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 class LocalBackend:
     """Spawn the job as a detached host process of ``python`` in ``repo_dir``."""
 
@@ -161,7 +191,8 @@ class LocalBackend:
         Path(self.log_dir).mkdir(parents=True, exist_ok=True)
         Path(self.job_env()["HOME"]).mkdir(parents=True, exist_ok=True)
         log = str(Path(self.log_dir) / f"{job.run_id}.log")
-        args = {"cmd": self.command(job), "cwd": self.repo_dir, "env": self.job_env(), "log": log}
+        env = {**self.job_env(), RUN_TAG: job.run_id}  # inherited by the JVM and Spark's workers: cancel finds them
+        args = {"cmd": self.command(job), "cwd": self.repo_dir, "env": env, "log": log}
         proc = subprocess.run([self.python, "-I", "-c", _LAUNCHER, json.dumps(args)], capture_output=True,
                               text=True, timeout=60, cwd=self.repo_dir, env={"PATH": os.environ.get("PATH", "")})
         if proc.returncode != 0 or not proc.stdout.strip().isdigit():
@@ -189,9 +220,23 @@ class LocalBackend:
                 "reason": f"training process {handle['pid']} exited without reporting a result; "
                           f"log {handle.get('log')}: {_tail(handle.get('log'))}"}
 
-    def cancel(self, handle: Mapping) -> None:
-        if self.alive(handle):
-            os.kill(int(handle["pid"]), signal.SIGTERM)
+    def cancel(self, handle: Mapping, grace: float = CANCEL_GRACE_SECONDS) -> list[int]:
+        """Stop every process of the run: SIGTERM, then SIGKILL whatever is left after ``grace``
+        seconds. Killing only the job's pid is not enough: Spark's JVM would keep running. Returns
+        the pids signalled."""
+        run_id = str(handle.get("run_id", ""))
+
+        def remaining() -> set[int]:
+            pids = set(run_processes(run_id)) if run_id else set()
+            return pids | ({int(handle["pid"])} if self.alive(handle) else set())
+
+        targets = remaining()
+        _signal_all(targets, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while (left := remaining()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        _signal_all(left, signal.SIGKILL)
+        return sorted(targets)
 
     def run_sync(self, module_args: list[str], timeout: float = 120) -> dict:
         """Run a short job command and wait for it (e.g. setting an MLflow alias); -> parsed last

@@ -5,7 +5,9 @@ refresh interval has passed, then it re-reads the pointer (one consistent GetIte
 champion is downloaded, its sha256 checked against the pointer, its metadata and input
 signature checked against the feature contract, smoke-tested, and only then swapped in with one
 reference assignment.  Anything that fails leaves the previous model serving and is reported as
-a degraded reason (GET /health) and a metric.
+a degraded reason (GET /health) and a metric.  A container that cold-starts while the named
+artifact cannot be served falls back to the pointer's ``previous`` artifact (the last known good)
+and keeps retrying the named one; with no usable previous it answers 503.
 """
 
 from __future__ import annotations
@@ -139,6 +141,8 @@ class ModelManager:
         self._current: LoadedModel | None = None
         self._next_check = 0.0
         self.degraded: dict[str, str] = {}  # reason key -> message
+        # Set while serving the pointer's previous artifact instead of the one it names (cold start).
+        self.fallback: dict[str, str] | None = None
 
     @property
     def current(self) -> LoadedModel | None:
@@ -165,6 +169,7 @@ class ModelManager:
         current = self._current
         if current is not None and current.pointer.sha256 == pointer.sha256:
             self.degraded.pop("artifact", None)
+            self.fallback = None
             if current.pointer != pointer:  # same artifact, new version label / timestamp
                 self._current = LoadedModel(pointer, current.metadata, current.session,
                                             current.output_name, current.loaded_at)
@@ -173,11 +178,15 @@ class ModelManager:
         try:
             model = load_model(self._s3, pointer)
         except ModelRefused as exc:
-            keeping = f"; still serving {current.version}" if current else "; no model to serve"
+            if current is None and pointer.previous is not None:
+                return self._fall_back(pointer, exc)
+            keeping = (f"; serving the previous champion {current.version} (last known good)" if self.fallback
+                       else f"; still serving {current.version}" if current else "; no model to serve")
             return self._degrade("artifact", f"refused {pointer.model_name} {pointer.version}: {exc}{keeping}",
                                  "ModelLoadFailures")
         self._current = model  # the swap: one reference assignment, requests see old or new
         self.degraded.pop("artifact", None)
+        self.fallback = None
         self._emit("ModelSwaps")
         if self._log:
             self._log.info("model swapped in", extra={
@@ -185,6 +194,24 @@ class ModelManager:
                 "previous_version": current.version if current else None,
                 "load_seconds": round(time.perf_counter() - started, 3)})
         return "swapped"
+
+    def _fall_back(self, pointer: Pointer, refused: ModelRefused) -> str:
+        """Cold start, the named artifact refused: load the pointer's previous one (last known good).
+        The next refreshes keep trying the named artifact and swap it in once it loads."""
+        prev = pointer.previous
+        named = f"{pointer.model_name} {pointer.version}"
+        try:
+            model = load_model(self._s3, prev)
+        except ModelRefused as exc:
+            return self._degrade("artifact", f"refused {named}: {refused}; the previous champion {prev.version} "
+                                 f"was refused too: {exc}; no model to serve", "ModelLoadFailures")
+        self._current = model
+        self.fallback = {"pointer_version": pointer.version, "serving_version": prev.version,
+                         "reason": f"refused {named}: {refused}"}
+        self._emit("ModelFallbacks")
+        self._degrade("artifact", f"refused {named}: {refused}; serving the previous champion {prev.version} "
+                      "(last known good)", "ModelLoadFailures")
+        return "fallback"
 
     def _degrade(self, key: str, message: str, metric: str) -> str:
         self.degraded[key] = message

@@ -256,6 +256,8 @@ def model_info():
         raise _unavailable("no model is loaded: " + "; ".join(MODELS.degraded.values()))
     ROLLOUT.get()
     info, rollout = model.info(), ROLLOUT.info()
+    if MODELS.fallback is not None:  # cold start with a refused champion: the previous one serves
+        info["fallback"] = MODELS.fallback
     if rollout is not None:
         info["rollout"] = rollout
     return _json(HTTPStatus.OK, info)

@@ -2,8 +2,10 @@
 
 * request-log table unavailable: every record goes to the fallback queue and the replay Lambda
   writes it to the table — count in (records served) = count out (items in the table);
-* S3 unavailable at cold start (the champion's bucket does not exist): 503 naming the failed
-  download; the function recovers by itself once the bucket and artifact appear (no redeploy);
+* S3 unavailable at cold start (the champion's bucket does not exist): the pointer's previous
+  champion serves (last known good; /health degraded naming the download, /model says which
+  version serves); without a usable previous, 503 naming both refusals. Either way the function
+  recovers by itself once the bucket and artifact appear (no redeploy);
 * pointer to a missing version (artifact key absent) while a model serves: refused, the previous
   model keeps serving, /health says why.
 Corrupt/truncated ONNX and a wrong sha256 on the deployed stack: test_serving_api.py
@@ -119,38 +121,92 @@ def test_pointer_to_missing_version_keeps_previous_model(api):
     wait_for(lambda: not api.health()["degraded_reasons"], what="degraded reason cleared")
 
 
-def test_s3_unavailable_at_cold_start_then_recovers(api):
-    """The champion's bucket is missing when a container starts: 503 with the reason; when the
-    bucket (with the artifact) appears, the same containers start serving without any change."""
+def _cold_start(api) -> dict:
+    """New containers for the predict function (LocalStack starts fresh ones on a config change)."""
+    return set_env(api, DRIFTSTACK_FAULT_COLD_START=uuid.uuid4().hex)
+
+
+def _point_at_missing_bucket(api, bucket: str, version: str, expected: str, bump: float) -> bytes:
+    """Point the champion at an artifact in a bucket that does not exist (yet); returns its bytes."""
+    blob = build_toy_model(bump=bump)
+    digest = hashlib.sha256(blob).hexdigest()
+    write_pointer(api.models, model_name="taxi-fare", version=version, bucket=bucket,
+                  prefix=artifact_prefix("taxi-fare", digest), sha256=digest, expected_version=expected)
+    return blob
+
+
+def test_s3_unavailable_at_cold_start_serves_the_previous_champion_then_recovers(api):
+    """The champion's bucket is missing when a container starts: it serves the pointer's previous
+    champion (last known good), /health says degraded and why, /model says which version serves;
+    when the bucket (with the artifact) appears, the same containers switch to the named champion."""
     current = read_pointer(api.models)
     late = f"driftstack-late-{uuid.uuid4().hex[:8]}"
-    blob = build_toy_model(bump=0.5)
-    digest = hashlib.sha256(blob).hexdigest()
-    prefix = artifact_prefix("taxi-fare", digest)
-    write_pointer(api.models, model_name="taxi-fare", version="late", bucket=late, prefix=prefix, sha256=digest,
-                  expected_version=current.version)
-    env = set_env(api, DRIFTSTACK_FAULT_COLD_START=uuid.uuid4().hex)  # new containers: a cold start
+    blob = _point_at_missing_bucket(api, late, "late", current.version, bump=0.5)
+    assert read_pointer(api.models).previous.version == current.version
+    env = _cold_start(api)
+    try:
+        def fell_back():
+            h = api.health()
+            return (h.get("model_version") == current.version
+                    and any("serving the previous champion" in r for r in h.get("degraded_reasons", [])) and h)
+        h = wait_for(fell_back, what="a cold container serving the previous champion")
+        assert h["status"] == "degraded", h
+        assert any(f"refused taxi-fare late: download of s3://{late}/" in r and "NoSuchBucket" in r
+                   and f"serving the previous champion {current.version}" in r for r in h["degraded_reasons"]), h
+        r = predict(api, {"features": example_features()})
+        assert r.status_code == 200 and r.json()["model_version"] == current.version, r.text
+        info = api.http.get(f"{api.base}/model", timeout=30).json()
+        assert info["model_version"] == current.version and info["sha256"] == current.sha256, info
+        assert info["fallback"]["pointer_version"] == "late" and late in info["fallback"]["reason"], info
+        # S3 "comes back": the bucket and the artifact appear.
+        api.s3.create_bucket(Bucket=late)
+        publish(api.s3, api.models, late, blob, version="late", promote=False)
+        wait_for(lambda: predict(api, {"features": example_features()}).json().get("model_version") == "late",
+                 timeout=90, what="the named champion once its bucket exists")
+        h = api.health()
+        assert h["status"] == "ok" and h["model_version"] == "late", h
+    finally:
+        restore_env(api, env)
+        write_pointer(api.models, model_name=current.model_name, version=current.version, bucket=current.bucket,
+                      prefix=current.prefix, sha256=current.sha256, expected_version="late")
+        _remove_bucket(api.s3, late)
+
+
+def test_s3_unavailable_at_cold_start_without_a_usable_previous_is_503_then_recovers(api):
+    """Both the champion and its previous artifact live in a bucket that is missing at cold start:
+    503 naming both refusals; the function recovers by itself once the bucket and artifact appear."""
+    current = read_pointer(api.models)
+    late = f"driftstack-late-{uuid.uuid4().hex[:8]}"
+    _point_at_missing_bucket(api, late, "late-a", current.version, bump=0.5)
+    blob = _point_at_missing_bucket(api, late, "late-b", "late-a", bump=0.7)   # previous: late-a, also missing
+    env = _cold_start(api)
     try:
         r = wait_for(lambda: status_is(predict(api, {"features": example_features()}), 503),
                      what="503 from a cold container without its model")[0]
         msg = r.json()["message"]
         assert "no model is loaded" in msg and f"s3://{late}/" in msg and "NoSuchBucket" in msg, msg
+        assert "the previous champion late-a was refused too" in msg and "no model to serve" in msg, msg
         h = api.http.get(f"{api.base}/health", timeout=30)
         assert h.status_code == 503 and h.json()["status"] == "unavailable"
-        # S3 "comes back": the bucket and the artifact appear.
+        # S3 "comes back": the bucket and the named artifact appear.
         api.s3.create_bucket(Bucket=late)
-        publish(api.s3, api.models, late, blob, version="late", promote=False)
+        publish(api.s3, api.models, late, blob, version="late-b", promote=False)
         r = wait_for(lambda: status_is(predict(api, {"features": example_features()}), 200),
                      timeout=90, what="recovery once the bucket exists")[0]
-        assert r.json()["model_version"] == "late"
+        assert r.json()["model_version"] == "late-b"
     finally:
         restore_env(api, env)
         write_pointer(api.models, model_name=current.model_name, version=current.version, bucket=current.bucket,
-                      prefix=current.prefix, sha256=current.sha256, expected_version="late")
-        for obj in api.s3.list_objects_v2(Bucket=late).get("Contents", []) if _exists(api.s3, late) else []:
-            api.s3.delete_object(Bucket=late, Key=obj["Key"])
-        if _exists(api.s3, late):
-            api.s3.delete_bucket(Bucket=late)
+                      prefix=current.prefix, sha256=current.sha256, expected_version="late-b")
+        _remove_bucket(api.s3, late)
+
+
+def _remove_bucket(s3, bucket: str) -> None:
+    if not _exists(s3, bucket):
+        return
+    for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    s3.delete_bucket(Bucket=bucket)
 
 
 def _exists(s3, bucket: str) -> bool:

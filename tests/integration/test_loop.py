@@ -7,7 +7,8 @@ Tests run in file order against one deployment (each builds on the previous one'
 normal traffic → no drift, no execution; drifted traffic + feedback → exactly one execution started
 by the schedule (and re-triggering the same window starts none) → challenger promoted → served;
 retraining again on the same data → challenger not better → rejected, champion unchanged; a training
-run that fails → failure path, champion unchanged, failure recorded; with the approval step deployed,
+run that fails → failure path, champion unchanged, failure recorded; a training run over its time
+limit → stopped (no process of it left), failure recorded, champion unchanged; with the approval step deployed,
 a run waits for a human (task token) and `reject` completes it. Data is small (a few thousand
 rows, 10 GBT iterations) so the file runs in minutes on 2 cores.
 """
@@ -29,6 +30,7 @@ import pytest
 
 from driftstack import decision as D
 from driftstack import deploy, drift, registry
+from driftstack import training_backend as TB
 from driftstack.traffic import make_trips
 from deployed import deployed
 
@@ -204,6 +206,44 @@ def test_a_failed_training_run_takes_the_failure_path(loop, champion):
     assert registry.read_pointer(loop.models) == before
     listed = {d["run_id"]: d for d in D.list_records(loop.history)}
     assert listed[name]["outcome"] == D.FAILED
+
+
+def _java_processes(run_id: str) -> list[int]:
+    """The run's Spark JVMs (host processes tagged with the run id by the local backend)."""
+    def cmd(pid):
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return b""
+    return [p for p in TB.run_processes(run_id) if b"java" in cmd(p).split(b"\0")[0]]
+
+
+def test_a_training_run_over_its_time_limit_is_stopped_and_recorded(loop, champion):
+    """Real execution, real Spark job: once its JVM runs, the poll Lambda's limit
+    (TRAINING_TIMEOUT_SECONDS, from -c training_timeout_minutes) is set to 1 s — cheaper than a
+    redeploy and sure to hit mid-training — so the next poll times the run out: the workflow takes the
+    failure path, the record says why, the champion is untouched and no process of the run survives."""
+    before = registry.read_pointer(loop.models)
+    poll_fn = next(f["FunctionName"] for f in loop.lam.list_functions()["Functions"]
+                   if f["FunctionName"].startswith(STACK) and "PollTrainingFn" in f["FunctionName"])
+    env = loop.lam.get_function_configuration(FunctionName=poll_fn)["Environment"]["Variables"]
+    name = _start(loop, f"timeout-{int(time.time())}")
+    try:
+        wait_for(lambda: _java_processes(name), 240, interval=1, what="the run's Spark JVM")
+        loop.lam.update_function_configuration(FunctionName=poll_fn,
+                                               Environment={"Variables": {**env, "TRAINING_TIMEOUT_SECONDS": "1"}})
+        final = finished(loop, name)
+    finally:
+        loop.lam.update_function_configuration(FunctionName=poll_fn, Environment={"Variables": env})
+        loop.lam.get_waiter("function_updated_v2").wait(FunctionName=poll_fn)
+    assert final["status"] == "FAILED", final
+    record = D.load_record(loop.s3, loop.bucket, name)
+    assert record["outcome"] == D.FAILED and "training timed out after" in record["error"], record.get("error")
+    assert "(limit 1s)" in record["error"] and "champion unchanged" in record["reasons"]
+    assert "evaluation" not in record                       # it never got as far as a result
+    assert registry.read_pointer(loop.models) == before
+    assert TB.run_processes(name) == [], "a process of the timed-out run is still running"
+    assert TB.proc_start_time(record["training"]["handle"]["pid"]) is None
 
 
 def test_approval_step_waits_for_a_human_and_a_rejection_completes_it(loop, champion):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -112,3 +114,46 @@ def test_reject_records_a_human_no(app):
     out = app.reject(ev, Ctx())
     assert out["reasons"] == ["rejected by alice: holiday freeze"]
     assert D.list_records(boto3.resource("dynamodb").Table("history"))[0]["outcome"] == D.REJECTED
+
+
+def test_a_training_job_past_its_time_limit_is_stopped_and_recorded_as_failed(app, monkeypatch, tmp_path):
+    """poll_training on the local backend: over TRAINING_TIMEOUT_SECONDS the run is cancelled (the
+    job and the child it started, like Spark's JVM), the poll says failed/timed out, and
+    record_failure writes that reason with the champion untouched."""
+    from driftstack import training_backend as TB
+
+    (tmp_path / "spark_jobs").mkdir()
+    (tmp_path / "spark_jobs" / "retrain.py").write_text(
+        "import subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        "time.sleep(120)\n")
+    for k, v in {"TRAINING_BACKEND": "local", "LOCAL_TRAINING_PYTHON": sys.executable,
+                 "LOCAL_TRAINING_REPO": str(tmp_path), "TRAINING_TIMEOUT_SECONDS": "1"}.items():
+        monkeypatch.setenv(k, v)
+    models = boto3.resource("dynamodb").Table("models")
+    registry.write_pointer(models, model_name="fare", version="1", bucket=BUCKET, prefix="models/fare/aaaa/",
+                           sha256="a" * 64, expected_version=None)
+    before = registry.read_pointer(models)
+    ev = {**_event(), "prepared": {"spec_key": "retrain/run-1/spec.json", "status_key": "retrain/run-1/status.json"}}
+    handle = app.start_training(ev, Ctx())
+    try:
+        deadline = time.time() + 20
+        while len(TB.run_processes("run-1")) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(TB.run_processes("run-1")) == 2
+        monkeypatch.setenv("TRAINING_TIMEOUT_SECONDS", "3600")
+        assert app.poll_training({**ev, "job": handle}, Ctx())["state"] == TB.RUNNING  # within the limit
+        monkeypatch.setenv("TRAINING_TIMEOUT_SECONDS", "1")
+        time.sleep(max(0.0, 1.2 - (time.time() - handle["started_at"])))
+        poll = app.poll_training({**ev, "job": handle}, Ctx())
+        assert poll["state"] == TB.FAILED and "training timed out after" in poll["reason"], poll
+        assert "(limit 1s)" in poll["reason"]
+        assert TB.run_processes("run-1") == []                  # the job and its child are gone
+        out = app.record_failure({**ev, "job": handle, "poll": poll}, Ctx())
+        assert out["reason"] == poll["reason"]
+        rec = D.load_record(boto3.client("s3"), BUCKET, "run-1")
+        assert rec["outcome"] == D.FAILED and "timed out" in rec["error"] and "champion unchanged" in rec["reasons"]
+        assert rec["training"]["handle"]["pid"] == handle["pid"]
+        assert registry.read_pointer(models) == before
+    finally:
+        TB.LocalBackend(sys.executable, str(tmp_path)).cancel(handle, grace=1.0)

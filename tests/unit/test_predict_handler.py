@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from driftstack import encoding
 from driftstack import features as fc
-from driftstack.registry import read_pointer, write_pointer
+from driftstack.registry import PointerConflict, read_pointer, write_pointer
 from driftstack.schema import example_features
 from driftstack.serving.request_log import LogSettings, query_window, read_archive, table_definition, utc_now
 from driftstack.serving.toy_model import build_toy_model, publish
@@ -400,6 +400,84 @@ def _model_without_dropoff() -> bytes:
     graph.input.remove(next(i for i in graph.input if i.name == "dropoff_borough"))
     onnx.checker.check_model(model)
     return helper.make_model(graph, opset_imports=model.opset_import).SerializeToString()
+
+
+# ------------------------------------------------------------------ last known good at cold start
+
+def test_pointer_keeps_the_artifact_it_replaced(aws_env, champion):
+    v1 = read_pointer(aws_env.models)
+    assert v1.previous is None                                   # the first champion has none
+    v2 = publish(aws_env.s3, aws_env.models, BUCKET, build_toy_model(base=10.0), version="2")
+    p = read_pointer(aws_env.models)
+    assert (p.version, p.sha256) == ("2", v2["sha256"])
+    assert (p.previous.version, p.previous.prefix, p.previous.sha256, p.previous.bucket) == \
+        ("1", champion.prefix, champion.sha256, BUCKET)
+    # relabelling the same artifact keeps the real previous one (not itself)
+    write_pointer(aws_env.models, model_name="taxi-fare", version="2b", bucket=BUCKET, prefix=v2["prefix"],
+                  sha256=v2["sha256"], expected_version="2")
+    assert read_pointer(aws_env.models).previous.version == "1"
+    # the conditional write is unchanged: a stale expected version loses and changes nothing
+    with pytest.raises(PointerConflict):
+        write_pointer(aws_env.models, model_name="taxi-fare", version="3", bucket=BUCKET, prefix=champion.prefix,
+                      sha256=champion.sha256, expected_version="2")
+    assert read_pointer(aws_env.models).version == "2b"
+
+
+def _break_champion(aws_env, champion, how: str) -> None:
+    """Point the champion at version 2 whose artifact cannot be served (version 1 becomes previous)."""
+    if how == "missing":
+        write_pointer(aws_env.models, model_name="taxi-fare", version="2", bucket=BUCKET,
+                      prefix="models/taxi-fare/doesnotexist/", sha256="a" * 64, expected_version="1")
+    elif how == "corrupt":
+        publish(aws_env.s3, aws_env.models, BUCKET, build_toy_model(base=10.0)[:200], version="2")  # truncated
+    else:  # the pointer's sha256 is not the artifact's
+        publish(aws_env.s3, aws_env.models, BUCKET, build_toy_model(base=10.0), version="2", sha256="0" * 64)
+
+
+@pytest.mark.parametrize("how, reason", [("missing", "download of"), ("corrupt", "onnxruntime cannot load"),
+                                         ("wrong_sha", "sha256 mismatch")])
+def test_cold_start_with_a_bad_champion_serves_the_previous_one(aws_env, champion, fast_refresh, how, reason):
+    _break_champion(aws_env, champion, how)
+    app = load_app()  # a cold start while the pointer names version 2
+    code, body, _ = call(app, event("predict_single"))
+    assert code == 200 and body["model_version"] == "1", body
+    feats = json.loads(event("predict_single")["body"])["features"]
+    assert body["predicted_fare"] == pytest.approx(float(expected(champion.blob, [feats])[0]), abs=1e-4)
+    code, health, _ = call(app, event("health"))
+    assert code == 200 and health["status"] == "degraded" and health["model_version"] == "1", health
+    assert any("refused taxi-fare 2" in r and reason in r and "serving the previous champion 1" in r
+               for r in health["degraded_reasons"]), health
+    code, info, _ = call(app, event("model"))
+    assert code == 200 and info["model_version"] == "1" and info["sha256"] == champion.sha256
+    assert info["fallback"]["pointer_version"] == "2" and reason in info["fallback"]["reason"], info
+    # the named champion becomes servable: the same container swaps it in and is healthy again
+    v3 = publish(aws_env.s3, aws_env.models, BUCKET, build_toy_model(base=30.0), version="3")
+    assert call(app, event("predict_single"))[1]["model_version"] == "3"
+    _, health, _ = call(app, event("health"))
+    assert health["status"] == "ok", health
+    _, info, _ = call(app, event("model"))
+    assert "fallback" not in info and info["sha256"] == v3["sha256"]
+
+
+def test_cold_start_without_a_previous_champion_is_503(aws_env):
+    write_pointer(aws_env.models, model_name="taxi-fare", version="1", bucket=BUCKET,
+                  prefix="models/taxi-fare/doesnotexist/", sha256="a" * 64, expected_version=None)
+    app = load_app()
+    code, body, _ = call(app, event("predict_single"))
+    assert code == 503 and "refused taxi-fare 1" in body["message"] and "no model to serve" in body["message"]
+    code, health, _ = call(app, event("health"))
+    assert code == 503 and health["status"] == "unavailable"
+
+
+def test_cold_start_when_the_previous_champion_fails_too_is_503(aws_env, champion):
+    _break_champion(aws_env, champion, "missing")
+    aws_env.s3.delete_object(Bucket=BUCKET, Key=champion.prefix + "model.onnx")  # and version 1 is gone
+    app = load_app()
+    code, body, _ = call(app, event("predict_single"))
+    assert code == 503, body
+    msg = body["message"]
+    assert "refused taxi-fare 2" in msg and "previous champion 1 was refused too" in msg and "no model to serve" in msg
+    assert call(app, event("model"))[0] == 503
 
 
 # ------------------------------------------------------------------ request log failures

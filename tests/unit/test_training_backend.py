@@ -91,6 +91,36 @@ def test_cancel_stops_the_job(tmp_path, s3):
     assert backend.poll(handle)["state"] == TB.FAILED
 
 
+# A stand-in for spark_jobs.retrain that, like PySpark, starts a child (the "JVM") and waits. The child
+# ignores SIGTERM, so only the SIGKILL escalation stops it.
+_JOB_WITH_A_CHILD = """import signal, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c",
+                          "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"])
+print("child", child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_cancel_stops_every_process_of_the_run_not_just_the_job(tmp_path, s3):
+    repo = fake_repo(tmp_path, _JOB_WITH_A_CHILD)
+    backend = TB.LocalBackend(sys.executable, str(repo), s3=s3)
+    handle = backend.start(JOB)
+    other = TB.LocalBackend(sys.executable, str(repo), s3=s3).start(
+        TB.JobRequest("run-10", BUCKET, "retrain/run-10/spec.json", "retrain/run-10/status.json"))
+    try:
+        assert wait_for(lambda: len(TB.run_processes("run-1")) == 2)        # the job and its child
+        child = int(Path(handle["log"]).read_text().split()[1])
+        assert set(TB.run_processes("run-1")) == {handle["pid"], child}
+        signalled = backend.cancel(handle, grace=1.0)
+        assert set(signalled) == {handle["pid"], child}
+        assert TB.run_processes("run-1") == [] and TB.proc_start_time(child) is None
+        assert backend.poll(handle)["state"] == TB.FAILED
+        assert backend.alive(other) and len(TB.run_processes("run-10")) == 2  # another run is untouched
+    finally:
+        backend.cancel(other, grace=1.0)
+    assert TB.run_processes("run-10") == []
+
+
 def test_zombies_and_reused_pids_count_as_dead():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     assert wait_for(lambda: Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z")
