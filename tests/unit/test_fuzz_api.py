@@ -279,7 +279,9 @@ def test_fuzz_batch_prediction(api, doc, data):
     if len(text) > MAX_BODY:
         assert code == 413
     elif instances == "list" and n > BATCH_LIMIT:
-        assert code == 413 and f"at most {BATCH_LIMIT}" in out["message"], out
+        assert code in allowed(text, 413), out  # a >4,300-digit integer fails JSON parsing first: 400
+        if code == 413:
+            assert f"at most {BATCH_LIMIT}" in out["message"], out
     if code == 200:
         assert len(out["predicted_fare"]) == len(out["item_ids"]) == n
 
