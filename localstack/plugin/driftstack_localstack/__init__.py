@@ -4,6 +4,9 @@
   runs Python handlers in host interpreter processes, isolated like the AWS runtime.
 - ``dynamodb:moto`` provider (``plugins.py``): DynamoDB served by moto, no DynamoDB Local download.
 - ``runtime_deps``: builds the "runtime-provided" boto3/botocore per Python version (run once at setup).
+- fixes applied at LocalStack start (``patches.py``): EventBridge disabled schedules stop firing;
+  API Gateway usage-plan and stage throttling answer 429 as on AWS (``apigw_throttle.py``); the host
+  runner starts only a few Lambda environments at a time (``lambda_assignment.py``).
 """
 
 EXECUTOR_NAME = "driftstack-host"
