@@ -18,6 +18,12 @@ adds an HTTPS subscription (Slack/Teams/any webhook behind SNS's confirmation ha
 Canary evaluation: ``functions/canary_eval`` on an EventBridge schedule
 (``canary_schedule_minutes``, 5) completes or rolls back an active canary; criteria from context
 ``canary_<criterion>`` (e.g. ``-c canary_max_latency_ratio=2``; see driftstack.canary.CanaryCriteria).
+A canary started by a promotion (``promote_canary_share``) is finished by this function like a
+direct promotion (driftstack.promotion): it gets exactly what that needs -- decision records
+(decisions/* read + put, history PutItem), events:PutEvents on the default bus, publish on the
+topic, and the same MLflow-alias settings as the promote step.  The predict function may
+UpdateItem only the candidate item of the models table (``dynamodb:LeadingKeys``), to record a
+candidate it cannot load, so the evaluation rolls that back at once.
 
 The dashboard shows request rate, latency, errors, per-feature PSI (from the drift check's
 FeaturePSI_<feature> metrics; the feature list comes from the feature contract), the model version
@@ -27,11 +33,14 @@ over time (a Logs Insights query over the predict function's EMF lines, which ca
 
 from __future__ import annotations
 
+import sys
+
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
@@ -39,6 +48,8 @@ from constructs import Construct
 
 from driftstack import features as fc
 from driftstack.canary import CanaryCriteria
+from driftstack.serving.rollout import CANDIDATE
+from driftstack_cdk.retraining import ROOT, _json_ctx
 from driftstack_cdk.serving import FUNCTIONS, NO_BYTECODE
 
 NAMESPACE = "driftstack"
@@ -60,7 +71,7 @@ class Operations(Construct):
                  topic: sns.ITopic) -> None:
         super().__init__(scope, construct_id)
         ctx = self.node.try_get_context
-        self.canary_fn = self._canary_evaluation(storage, serving)
+        self.canary_fn = self._canary_evaluation(storage, serving, retraining, topic)
         self.topic = topic
         if ctx("alert_webhook_url"):
             topic.add_subscription(subs.UrlSubscription(str(ctx("alert_webhook_url"))))
@@ -163,24 +174,45 @@ class Operations(Construct):
         CfnOutput(out, "DashboardName", value=board.dashboard_name)
         CfnOutput(out, "AlarmNames", value=",".join(a.alarm_name for a in self.all_alarms))
 
-    def _canary_evaluation(self, storage, serving) -> lambda_.Function:
+    def _canary_evaluation(self, storage, serving, retraining, topic: sns.ITopic) -> lambda_.Function:
         ctx = self.node.try_get_context
+        backend = str(ctx("training_backend") or "local")
         env = {"MODELS_TABLE": storage.models_table.table_name,
                "REQUEST_LOG_TABLE": serving.request_log_table.table_name,
                "ARTIFACT_BUCKET": storage.bucket.bucket_name,
                "POWERTOOLS_SERVICE_NAME": CANARY_SERVICE, "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
-               "POWERTOOLS_LOG_LEVEL": "INFO"}
+               "POWERTOOLS_LOG_LEVEL": "INFO",
+               # finishing a promotion's canary (driftstack.promotion): same settings as the promote step
+               "HISTORY_TABLE": retraining.history_table.table_name, "TOPIC_ARN": topic.topic_arn,
+               "EVENT_BUS_NAME": "default", "TRAINING_BACKEND": backend,
+               "RETRAIN_MLFLOW": _json_ctx(ctx("retrain_mlflow"))}
+        if backend == "local":
+            env.update({"LOCAL_TRAINING_PYTHON": str(ctx("local_python") or sys.executable),
+                        "LOCAL_TRAINING_REPO": str(ctx("local_repo") or ROOT)})
         for name in CanaryCriteria.__dataclass_fields__:
             if ctx(f"canary_{name}") is not None:
                 env[f"CANARY_{name.upper()}"] = str(ctx(f"canary_{name}"))
         fn = lambda_.Function(
             self, "CanaryEval", code=lambda_.Code.from_asset(str(FUNCTIONS / "canary_eval"), exclude=NO_BYTECODE),
             handler="app.handler", runtime=lambda_.Runtime.PYTHON_3_12, architecture=lambda_.Architecture.X86_64,
-            layers=serving.layers, timeout=Duration.seconds(120), memory_size=512, environment=env,
+            layers=serving.layers, timeout=Duration.seconds(180), memory_size=512, environment=env,
             description="driftstack canary evaluation: complete or roll back")
-        # Least privilege: the rollout items (read, end by transaction), this rollout's log records.
+        # Least privilege: the rollout items (read, end by transaction), this rollout's log records,
+        # and what finishing a promotion writes (decision record, event, notification).
         storage.models_table.grant(fn, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem")
         serving.request_log_table.grant(fn, "dynamodb:Query")
+        # read + write the decision records (exact actions: never a delete, no action wildcard)
+        fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"],
+                                                  resources=[storage.bucket.arn_for_objects("decisions/*")]))
+        retraining.history_table.grant(fn, "dynamodb:PutItem")
+        fn.add_to_role_policy(iam.PolicyStatement(
+            actions=["events:PutEvents"],
+            resources=[Stack.of(self).format_arn(service="events", resource="event-bus", resource_name="default")]))
+        topic.grant_publish(fn)
+        # The predict function records a candidate it cannot load on the candidate item, and only there.
+        serving.predict_fn.add_to_role_policy(iam.PolicyStatement(
+            actions=["dynamodb:UpdateItem"], resources=[storage.models_table.table_arn],
+            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"pointer#{CANDIDATE}"]}}))
         minutes = float(ctx("canary_schedule_minutes") or 5)
         self.canary_rule = events.Rule(
             self, "CanarySchedule", description="driftstack canary evaluation",

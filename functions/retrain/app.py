@@ -22,6 +22,7 @@ from aws_lambda_powertools import Logger
 
 from driftstack import decision as D
 from driftstack import drift, registry, training_set
+from driftstack import promotion as P
 from driftstack import training_backend as TB
 from driftstack.serving import aws
 
@@ -162,51 +163,32 @@ def promote(event, context):
     ptr = registry.write_pointer(_models(), model_name=chal["model_name"], version=chal["version"],
                                  bucket=chal.get("bucket") or BUCKET, prefix=chal["prefix"], sha256=chal["sha256"],
                                  expected_version=expected, promoted_by=run_id)
-    alias = _set_alias(chal["model_name"], chal["version"])
-    detail = {"run_id": run_id, "model_name": chal["model_name"], "version": chal["version"],
-              "previous_version": expected, "sha256": chal["sha256"], "prefix": chal["prefix"],
-              "metrics": chal["metrics"], "champion_metrics": event["evaluation"]["champion"]["metrics"]}
-    _client("events").put_events(Entries=[{
-        "Source": "driftstack", "DetailType": "ModelPromoted", "Detail": json.dumps(detail, default=str),
-        "EventBusName": os.environ.get("EVENT_BUS_NAME", "default")}])
-    rec = _record(run_id, outcome=D.PROMOTED, promoted_at=D.now_iso(), mlflow_alias=alias,
-                  approval=event.get("approval"), pointer={"version": ptr.version, "updated_at": ptr.updated_at})
-    logger.info("promoted", extra=detail)
-    return {"outcome": D.PROMOTED, "version": ptr.version, "previous_version": expected,
-            "mlflow_alias": alias, "reasons": rec.get("reasons")}
+    # alias, ModelPromoted event, decision record: driftstack.promotion (the canary evaluation shares it)
+    return _promotion().finish(run_id, model_name=chal["model_name"], version=ptr.version, sha256=chal["sha256"],
+                               prefix=chal["prefix"], previous_version=expected, pointer_updated_at=ptr.updated_at,
+                               metrics=chal["metrics"], champion_metrics=event["evaluation"]["champion"]["metrics"],
+                               approval=event.get("approval"))
 
 
 def _promote_as_canary(event, chal: dict, expected: str) -> dict:
     """Safe rollout (driftstack.serving.rollout): the challenger serves PROMOTE_CANARY_SHARE of the
-    requests; the scheduled canary evaluation completes (champion pointer) or rolls it back."""
+    requests; the scheduled canary evaluation completes it (and then finishes this promotion:
+    driftstack.promotion) or rolls it back.  Until then the run's outcome is ``canary``."""
     from driftstack.serving import rollout
 
     r = rollout.start(_models(), mode=rollout.CANARY, share=float(os.environ["PROMOTE_CANARY_SHARE"]),
                       model_name=chal["model_name"], version=chal["version"], bucket=chal.get("bucket") or BUCKET,
                       prefix=chal["prefix"], sha256=chal["sha256"], expected_incumbent=expected,
-                      reason=f"promotion decision {event['run_id']}")
-    rec = _record(event["run_id"], outcome=D.PROMOTED, promoted_at=D.now_iso(), approval=event.get("approval"),
+                      reason=f"promotion decision {event['run_id']}", run_id=event["run_id"])
+    rec = _record(event["run_id"], outcome=P.CANARY, canary_started_at=D.now_iso(), approval=event.get("approval"),
                   rollout=r.info())
     logger.info("promoted as canary", extra=r.info())
-    return {"outcome": D.PROMOTED, "version": chal["version"], "previous_version": expected, "rollout": r.info(),
+    return {"outcome": P.CANARY, "version": chal["version"], "previous_version": expected, "rollout": r.info(),
             "reasons": rec.get("reasons")}
 
 
-def _set_alias(model_name: str, version: str) -> dict:
-    """MLflow alias 'champion'. Local backend: the project Python sets it in the registry the
-    training job used; elsewhere the intent is recorded (a tracking server is not assumed)."""
-    intent = {"model_name": model_name, "alias": registry.CHAMPION, "version": str(version)}
-    if os.environ.get("TRAINING_BACKEND", "local") != "local":
-        return {**intent, "status": "pending", "note": "set by `driftstack` CLI / tracking server sync"}
-    try:
-        uri = json.loads(os.environ.get("RETRAIN_MLFLOW") or "{}").get("tracking_uri")
-        args = ["set-alias", "--model-name", model_name, "--version", str(version)] + (["--tracking-uri", uri] if uri else [])
-        done = TB.LocalBackend.from_env().run_sync(args,
-                                                   timeout=float(os.environ.get("ALIAS_TIMEOUT_SECONDS", "90")))
-        return {**intent, "status": "set", "tracking_uri": done.get("tracking_uri")}
-    except Exception as exc:  # noqa: BLE001 - the pointer (what serves) is already switched; record, don't fail
-        logger.warning("MLflow alias not set", extra={"error": str(exc)})
-        return {**intent, "status": "failed", "error": str(exc)[:500]}
+def _promotion() -> P.Promotion:
+    return P.Promotion(s3=S3, bucket=BUCKET, history=HISTORY, client=_client, log=logger)
 
 
 @logger.inject_lambda_context
@@ -244,14 +226,9 @@ def record_failure(event, context):
 
 @logger.inject_lambda_context
 def notify(event, context):
-    final = event.get("final") or {}
-    run_id = event.get("run_id", "unknown")
-    subject = f"driftstack retraining {run_id}: {final.get('outcome', 'finished')}"
-    _publish(subject, {"run_id": run_id, **final})
+    subject = _promotion().notify(event.get("run_id", "unknown"), event.get("final") or {})
     return {"published": True, "subject": subject}
 
 
 def _publish(subject: str, message: dict) -> None:
-    topic = os.environ.get("TOPIC_ARN")
-    if topic:
-        _client("sns").publish(TopicArn=topic, Subject=subject[:99], Message=json.dumps(message, default=str, indent=2))
+    _promotion().publish(subject, message)

@@ -62,11 +62,14 @@ def test_start_refuses_the_champion_itself_and_a_missing_champion(env):
 
 
 def test_complete_promotes_and_ends_atomically(env):
-    _, table, _, cand = env
+    _, table, champ, cand = env
     r = _start(table, cand)
     rec = ro.complete(table, r, reason="healthy", evaluation={"outcome": "complete"})
     champion = read_pointer(table)
     assert (champion.version, champion.sha256) == ("2", cand["sha256"])
+    item = table.get_item(Key={"pk": "pointer#champion"})["Item"]  # the replaced champion kept, as a promotion does
+    assert (item["previous"]["version"], item["previous"]["sha256"]) == ("1", champ["sha256"])
+    assert item["rollout_id"] == r.rollout_id and item["promoted_by"] == f"rollout {r.rollout_id}"
     assert ro.read(table) is None
     last = ro.last_outcome(table)
     assert last["outcome"] == "completed" and last["reason"] == "healthy" and last["evaluation"] == {"outcome": "complete"}
@@ -154,6 +157,108 @@ def test_router_refuses_a_corrupt_candidate_and_says_so(env):
                              "error": router.refused["error"], "candidate_loaded": False}
 
 
+class CountingS3:
+    """The real (moto) client, counting model downloads."""
+
+    def __init__(self, s3):
+        self.s3, self.downloads = s3, 0
+
+    def get_object(self, **kw):
+        self.downloads += kw["Key"].endswith("model.onnx")
+        return self.s3.get_object(**kw)
+
+
+def _bad_candidate(s3, table, mode=ro.CANARY):
+    bad = publish(s3, table, BUCKET, build_toy_model(base=9.0), version="9", promote=False)
+    return ro.start(table, mode=mode, model_name="taxi-fare", version="9", bucket=BUCKET, prefix=bad["prefix"],
+                    sha256="0" * 64)
+
+
+def test_an_unloadable_candidate_is_recorded_once_and_not_downloaded_again(env):
+    s3, table, _, _ = env
+    r = _bad_candidate(s3, table)
+    counting, clock = CountingS3(s3), Clock()
+    router = ro.RolloutRouter(table, counting, clock=clock, refresh_seconds=30)
+    assert router.refresh() == "refused"
+    stored = ro.read(table)
+    assert stored.load_failure.startswith("sha256 mismatch") and stored.rollout_id == r.rollout_id
+    assert stored.info()["load_failure"] == stored.load_failure
+    clock.t = 31
+    assert router.get() is None and counting.downloads == 1     # given up on this rollout: no re-download
+    other = ro.RolloutRouter(table, s3)                          # a second container: same refusal, no overwrite
+    assert other.refresh() == "refused"
+    assert ro.record_load_failure(table, stored, "another container's words") is False
+    assert ro.read(table).load_failure == stored.load_failure
+    ro.rollback(table, stored, reason="test")
+    assert ro.last_outcome(table)["load_failure"] == stored.load_failure
+    assert ro.record_load_failure(table, stored, "late report") is False  # never re-creates an ended rollout
+    assert ro.read(table) is None
+    clock.t = 62
+    assert router.get() is None and router.info() is None
+
+
+def test_a_missing_candidate_object_is_recorded(env):
+    s3, table, _, cand = env
+    s3.delete_object(Bucket=BUCKET, Key=cand["prefix"] + "model.onnx")
+    _start(table, cand)
+    assert ro.RolloutRouter(table, s3).refresh() == "refused"
+    assert "download of" in ro.read(table).load_failure and "NoSuchKey" in ro.read(table).load_failure
+
+
+class FlakyS3:
+    """Downloads fail like a network timeout (transient), then work."""
+
+    def __init__(self, s3):
+        self.s3, self.fail = s3, True
+
+    def get_object(self, **kw):
+        from botocore.exceptions import ReadTimeoutError
+
+        if self.fail:
+            raise ReadTimeoutError(endpoint_url="https://s3")
+        return self.s3.get_object(**kw)
+
+
+def test_a_transient_download_error_is_retried_not_recorded(env):
+    s3, table, _, cand = env
+    _start(table, cand)
+    flaky, clock = FlakyS3(s3), Clock()
+    router = ro.RolloutRouter(table, flaky, clock=clock, refresh_seconds=30)
+    assert router.refresh() == "refused" and "Read timeout" in router.degraded["rollout"]
+    assert ro.read(table).load_failure == ""                     # not the candidate's fault
+    flaky.fail, clock.t = False, 31
+    assert router.get().model.version == "2"
+
+
+def test_a_failing_load_failure_write_never_fails_serving_and_is_retried(env, monkeypatch):
+    s3, table, _, _ = env
+    _bad_candidate(s3, table)
+    from botocore.exceptions import ClientError
+
+    calls = []
+    real_update = table.update_item
+
+    def denied(**kw):  # what a missing dynamodb:UpdateItem grant looks like
+        calls.append(kw)
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, "UpdateItem")
+    monkeypatch.setattr(table, "update_item", denied)
+    emitted, clock = [], Clock()
+    router = ro.RolloutRouter(table, s3, emit=emitted.append, clock=clock, refresh_seconds=30)
+    assert router.refresh() == "refused" and router.get() is None
+    assert emitted == ["CandidateLoadFailures", "RolloutWriteFailures"] and ro.read(table).load_failure == ""
+    monkeypatch.setattr(table, "update_item", real_update)
+    clock.t = 31
+    assert router.get() is None and len(calls) == 1
+    assert ro.read(table).load_failure.startswith("sha256 mismatch")  # recorded at the next refresh
+
+
+def test_verdict_rolls_back_an_unloadable_candidate_at_once():
+    doc = canary.evaluate([], started_at=0, now=60, criteria=CRIT, load_failure="sha256 mismatch for x")
+    assert doc["outcome"] == canary.ROLLBACK
+    assert doc["reasons"] == ["candidate could not be loaded: sha256 mismatch for x"]
+    assert canary.evaluate([], started_at=0, now=60, criteria=CRIT)["outcome"] == canary.WAIT
+
+
 # ---------------------------------------------------------------- verdict
 
 def _records(arm: str, n: int, *, pred=20.0, ms=0.05, error_every=0, spread=5.0, feedback=None):
@@ -234,3 +339,20 @@ def test_shadow_comparison_agreement_and_feedback_error():
     assert out["champion_rmse"] == pytest.approx(1.0)
     assert out["shadow_rmse"] == pytest.approx(np.sqrt((0.5 ** 2 + 1.5 ** 2) / 2))
     assert canary.shadow_comparison([])["requests"] == 0
+
+
+def test_prediction_psi_of_small_healthy_arms_is_noise_not_a_shift():
+    """30-50 requests per arm: two samples of one distribution often have PSI > 0.25 by chance;
+    only a shift beyond the 99 % sampling noise rolls back, and a real one still does."""
+    rng = np.random.default_rng(0)
+    false_alarms = 0
+    for _ in range(200):
+        inc = [{"arm": "incumbent", "prediction": float(p), "model_ms": 0.05} for p in rng.gamma(4, 5, 40)]
+        cand = [{"arm": "candidate", "prediction": float(p), "model_ms": 0.05} for p in rng.gamma(4, 5, 35)]
+        doc = canary.evaluate(inc + cand, started_at=0, now=600, criteria=canary.CanaryCriteria(min_requests=30))
+        false_alarms += doc["outcome"] == canary.ROLLBACK
+    assert false_alarms <= 6        # ~1 % by construction (10 fixed bins and 0.25 alone: 87 %)
+    shifted = [{"arm": "candidate", "prediction": float(p) + 10, "model_ms": 0.05} for p in rng.gamma(4, 5, 35)]
+    doc = canary.evaluate(inc + shifted, started_at=0, now=600, criteria=canary.CanaryCriteria(min_requests=30))
+    assert doc["outcome"] == canary.ROLLBACK and "prediction distribution shift" in doc["reasons"][0]
+    assert doc["signals"]["prediction_psi_noise"] == pytest.approx(canary.psi_noise(40, 35, bins=3), abs=1e-4)

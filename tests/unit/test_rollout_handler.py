@@ -254,3 +254,21 @@ def test_evaluation_of_a_shadow_records_the_comparison_without_deciding(aws_env,
     assert (comp["requests"], comp["compared"], comp["shadow_errors"], comp["feedback"]) == (30, 30, 0, 10)
     assert comp["mean_shift"] > 0 and comp["champion_rmse"] == pytest.approx(1.0, abs=1e-3)
     assert ro.read(aws_env.models) == r and ro.last_evaluation(aws_env.models)["comparison"] == comp
+
+
+def test_evaluation_rolls_back_an_unloadable_canary_at_once(aws_env, champion, app, evaluator):  # noqa: F811
+    cand = candidate(aws_env, build_toy_model(per_mile=2.6))
+    r = ro.start(aws_env.models, mode=ro.CANARY, share=0.5, model_name="taxi-fare", version="2", bucket=BUCKET,
+                 prefix=cand["prefix"], sha256="f" * 64)   # the pointer's sha256 does not match the artifact
+    a = app()  # cold start: the container refuses the candidate and records why on the rollout
+    code, health, _ = call(a, event("health"))
+    assert health["rollout"]["candidate_loaded"] is False and "sha256 mismatch" in health["rollout"]["error"]
+    for i, row in enumerate(trips(10, seed=7)):
+        code, body, _ = predict(a, row, f"unloadable-{i:04d}")
+        assert code == 200 and body["model_version"] == "1"      # the champion serves everything
+    out = evaluator.handler({"criteria": {"min_requests": 40}}, Ctx())  # far below max_minutes, no traffic needed
+    assert out["status"] == "rollback" and out["reasons"][0].startswith("candidate could not be loaded: sha256 mismatch")
+    last = ro.last_outcome(aws_env.models)
+    assert last["rollout_id"] == r.rollout_id and last["outcome"] == "rolled_back"
+    assert last["reason"].startswith("candidate could not be loaded: sha256 mismatch")
+    assert read_pointer(aws_env.models).version == "1" and ro.read(aws_env.models) is None

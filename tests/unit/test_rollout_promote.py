@@ -1,6 +1,7 @@
 """Promotion as a canary (PROMOTE_CANARY_SHARE): the retrain promote step starts a canary instead of
-switching the champion pointer, recorded in the decision record; a champion that moved meanwhile
-still wins (nothing started)."""
+switching the champion pointer, recorded in the decision record (outcome "canary"); a champion that
+moved meanwhile still wins (nothing started).  How the canary evaluation finishes it:
+test_rollout_promotion_flow.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from test_drift_retrain_handlers import BUCKET, Ctx, _event, app  # noqa: F401
 
 from driftstack import decision as D
+from driftstack import promotion as P
 from driftstack import registry
 from driftstack.serving import rollout as ro
 
@@ -25,12 +27,14 @@ def canary_app(app, monkeypatch):  # noqa: F811
 def test_promote_starts_a_canary_and_leaves_the_champion(canary_app):
     app, models = canary_app
     out = app.promote(_event(), Ctx())
-    assert out["outcome"] == D.PROMOTED and out["rollout"]["mode"] == ro.CANARY and out["rollout"]["share"] == 0.2
+    assert out["outcome"] == P.CANARY and out["rollout"]["mode"] == ro.CANARY and out["rollout"]["share"] == 0.2
     assert registry.read_pointer(models).version == "1"           # the incumbent keeps 80 %
     active = ro.read(models)
     assert (active.pointer.version, active.incumbent_version, active.reason) == ("2", "1", "promotion decision run-1")
+    assert active.run_id == "run-1"                               # the evaluation finishes this run's promotion
     rec = D.load_record(boto3.client("s3"), BUCKET, "run-1")
-    assert rec["outcome"] == D.PROMOTED and rec["rollout"]["rollout_id"] == active.rollout_id
+    assert rec["outcome"] == P.CANARY and rec["rollout"]["rollout_id"] == active.rollout_id
+    assert "mlflow_alias" not in rec and "promoted_at" not in rec  # not promoted yet: the canary decides
 
 
 def test_promote_as_canary_refuses_when_the_champion_moved(canary_app):
