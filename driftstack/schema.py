@@ -132,6 +132,8 @@ class HealthResponse(BaseModel):
     model_version: str | None = None
     log_sink_healthy: bool
     degraded_reasons: list[str]
+    rollout: dict[str, Any] | None = Field(None, description="the attached shadow or canary (mode, share, "
+                                           "candidate version, rollout_id), or its refused candidate")
 
 
 class ModelInfo(BaseModel):
@@ -142,6 +144,11 @@ class ModelInfo(BaseModel):
     pointer_updated_at: float
     artifact: str = Field(description="s3://bucket/prefix of the artifact")
     metadata: dict[str, Any] = Field(description="the artifact's metadata.json (metrics, data window, ...)")
+    fallback: dict[str, str] | None = Field(None, description="set while this container serves the pointer's "
+                                            "previous champion because the named one was refused at cold start: "
+                                            "pointer_version, serving_version, reason")
+    rollout: dict[str, Any] | None = Field(None, description="the attached shadow or canary (mode, share, "
+                                           "candidate version, rollout_id), or its refused candidate")
 
 
 class ErrorDetail(BaseModel):
