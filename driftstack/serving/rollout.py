@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from driftstack.registry import CHAMPION, Pointer, PointerConflict, read_pointer, write_pointer
+from driftstack.registry import CHAMPION, Pointer, PointerConflict, previous_of, read_pointer, write_pointer
 
 CANDIDATE = "candidate"
 SHADOW, CANARY = "shadow", "canary"
@@ -164,9 +164,6 @@ def _record(rollout: Rollout, outcome: str, reason: str, evaluation: Mapping | N
             **{k: v for k, v in (("run_id", rollout.run_id), ("load_failure", rollout.load_failure)) if v}}
 
 
-_POINTER_KEYS = ("model_name", "version", "bucket", "prefix", "sha256", "updated_at")
-
-
 def _end(table, rollout: Rollout, outcome: str, reason: str, evaluation: Mapping | None,
          promote: bool) -> dict[str, Any]:
     from botocore.exceptions import ClientError
@@ -183,8 +180,10 @@ def _end(table, rollout: Rollout, outcome: str, reason: str, evaluation: Mapping
         # Like a direct promotion (registry.write_pointer), keep the replaced champion as ``previous``
         # (the last known good a cold-starting container can fall back to), and only if it is still it.
         current = table.get_item(Key={"pk": f"pointer#{CHAMPION}"}, ConsistentRead=True).get("Item")
-        if current and current["sha256"] != p.sha256:
-            champion["previous"] = {k: str(current[k]) for k in _POINTER_KEYS}
+        previous = previous_of(current, p.sha256)
+        if previous:
+            champion["previous"] = previous
+        if current:
             cond = {"ConditionExpression": "version = :v AND sha256 = :s",
                     "ExpressionAttributeValues": {":v": rollout.incumbent_version, ":s": current["sha256"]}}
         items.append({"Put": {"TableName": table.name, "Item": champion, **cond}})
