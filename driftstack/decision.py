@@ -29,6 +29,8 @@ HISTORY_APPROVAL = "approval"
 
 PROMOTE, REJECT = "promote", "reject"
 PROMOTED, REJECTED, FAILED, AWAITING_APPROVAL = "promoted", "rejected", "failed", "awaiting_approval"
+# a promotion rolled out as a canary: "canary" while it runs, then "promoted" or "rolled_back"
+CANARY, ROLLED_BACK = "canary", "rolled_back"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from typing import Any
 from driftstack import decision as D
 from driftstack import registry
 
-CANARY, ROLLED_BACK = "canary", "rolled_back"   # decision-record outcomes besides driftstack.decision's
+CANARY, ROLLED_BACK = D.CANARY, D.ROLLED_BACK  # re-exported: the canary outcomes of a promotion
 EVENT_SOURCE, EVENT_TYPE = "driftstack", "ModelPromoted"
 
 _log = logging.getLogger(__name__)

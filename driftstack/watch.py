@@ -27,7 +27,8 @@ from driftstack import drift
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 _STYLE = {RUNNING: "bold yellow", SUCCEEDED: "green", FAILED: "bold red", "SUCCEEDED": "green",
           "RUNNING": "bold yellow", "FAILED": "bold red", "TIMED_OUT": "bold red", "ABORTED": "red",
-          D.PROMOTED: "bold green", D.REJECTED: "yellow", D.FAILED: "bold red", D.AWAITING_APPROVAL: "bold cyan"}
+          D.PROMOTED: "bold green", D.REJECTED: "yellow", D.FAILED: "bold red", D.AWAITING_APPROVAL: "bold cyan",
+          D.CANARY: "bold magenta", D.ROLLED_BACK: "bold red"}
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""moto for the unit tests: fake credentials, every boto3 call in the test served in memory.
+"""Shared unit-test fixtures: moto (fake credentials, every boto3 call served in memory) and the
+synthesized CDK stack.
 
     def test_x(moto):
         s3 = moto.bucket("artifacts")
@@ -8,9 +9,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import boto3
 import pytest
 from moto import mock_aws
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class MotoAws:
@@ -42,3 +48,28 @@ def moto(monkeypatch):
         monkeypatch.setenv(k, v)
     with mock_aws():
         yield MotoAws()
+
+
+@pytest.fixture(scope="session")
+def cdk_stack(tmp_path_factory):
+    """Factory: cdk_stack(**context) -> (app, the whole stack "T"), built with stand-in layer folders
+    (synth only needs them to exist, so the CDK unit tests do not need `make layers`)."""
+    cdk = pytest.importorskip("aws_cdk")
+    sys.path.insert(0, str(ROOT / "cdk"))
+    from driftstack_cdk import serving
+    from driftstack_cdk.stack import DriftstackStack
+
+    layers = tmp_path_factory.mktemp("layers")
+    for name in ("deps", "shared"):
+        (layers / name / "python").mkdir(parents=True)
+        (layers / name / "python" / "marker.txt").write_text(name)
+
+    def make(**context):
+        original, serving.LAYERS = serving.LAYERS, layers  # layer assets are staged while constructing
+        try:
+            app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdkout")), context=context)
+            return app, DriftstackStack(app, "T", env=cdk.Environment(account="000000000000", region="us-east-1"))
+        finally:
+            serving.LAYERS = original
+
+    return make

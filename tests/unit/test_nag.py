@@ -19,28 +19,18 @@ pytest.importorskip("cdk_nag")
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
+def synth(cdk_stack):
     """The whole stack, synthesized in-process with the AwsSolutions pack as a validation plugin."""
-    from driftstack_cdk import nag, serving
-    from driftstack_cdk.stack import DriftstackStack
+    from driftstack_cdk import nag
 
-    layers = tmp_path_factory.mktemp("layers")  # stand-ins: synth only needs the folders
-    for name in ("deps", "shared"):
-        (layers / name / "python").mkdir(parents=True)
-        (layers / name / "python" / "marker.txt").write_text(name)
-    original, serving.LAYERS = serving.LAYERS, layers
-    out = tmp_path_factory.mktemp("cdkout")
+    app, stack = cdk_stack()
+    out = Path(app.outdir)
+    nag.add_checks(app)
+    error = None
     try:
-        app = cdk.App(outdir=str(out))
-        stack = DriftstackStack(app, "T", env=cdk.Environment(account="000000000000", region="us-east-1"))
-        nag.add_checks(app)
-        error = None
-        try:
-            app.synth()
-        except Exception as exc:  # noqa: BLE001 - the report says which rules failed
-            error = exc
-    finally:
-        serving.LAYERS = original
+        app.synth()
+    except Exception as exc:  # noqa: BLE001 - the report says which rules failed
+        error = exc
     report = json.loads((out / "validation-report.json").read_text()) if (out / "validation-report.json").exists() \
         else {"pluginReports": []}
     template = json.loads((out / "T.template.json").read_text()) if (out / "T.template.json").exists() else None

@@ -18,26 +18,13 @@ from aws_cdk.assertions import Template  # noqa: E402
 from driftstack import features as fc  # noqa: E402
 
 
-def _synth(tmp_path_factory, **context) -> Template:
-    from driftstack_cdk import serving
-    from driftstack_cdk.stack import DriftstackStack
-
-    layers = tmp_path_factory.mktemp("layers")  # stand-ins: synth only needs the folders
-    for name in ("deps", "shared"):
-        (layers / name / "python").mkdir(parents=True)
-    original = serving.LAYERS
-    serving.LAYERS = layers
-    try:
-        app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdkout")), context=context)
-        stack = DriftstackStack(app, "T", env=cdk.Environment(account="000000000000", region="us-east-1"))
-        return Template.from_stack(stack)
-    finally:
-        serving.LAYERS = original
+def _synth(cdk_stack, **context) -> Template:
+    return Template.from_stack(cdk_stack(**context)[1])
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return _synth(tmp_path_factory)
+def template(cdk_stack):
+    return _synth(cdk_stack)
 
 
 def _alarms(template) -> dict[str, dict]:
@@ -116,8 +103,8 @@ def test_dashboard_has_psi_per_feature_and_model_version(template):
         assert needle in body
 
 
-def test_threshold_context_and_webhook_subscription(tmp_path_factory):
-    t = _synth(tmp_path_factory, alarm_5xx_rate_percent="2", alarm_latency_p99_ms="40",
+def test_threshold_context_and_webhook_subscription(cdk_stack):
+    t = _synth(cdk_stack, alarm_5xx_rate_percent="2", alarm_latency_p99_ms="40",
                alert_webhook_url="https://hooks.example.com/driftstack")
     assert _named(t, "Api5xxRate")["Threshold"] == 2
     assert _named(t, "PredictLatencyP99")["Threshold"] == 40
@@ -142,7 +129,7 @@ def test_canary_evaluation_function_on_a_schedule(template):
     assert not any(a.endswith("*") for a in actions)
 
 
-def test_canary_criteria_from_context(tmp_path_factory):
-    t = _synth(tmp_path_factory, canary_max_latency_ratio="2", canary_schedule_minutes="1")
+def test_canary_criteria_from_context(cdk_stack):
+    t = _synth(cdk_stack, canary_max_latency_ratio="2", canary_schedule_minutes="1")
     (props,) = [v["Properties"] for k, v in t.find_resources("AWS::Lambda::Function").items() if "CanaryEval" in k]
     assert props["Environment"]["Variables"]["CANARY_MAX_LATENCY_RATIO"] == "2"

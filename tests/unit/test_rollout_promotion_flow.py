@@ -207,13 +207,13 @@ def test_an_alias_timeout_is_recorded_and_the_canary_still_completes(flow, app, 
     assert out["promotion"]["mlflow_alias"]["status"] == "failed"
 
 
-def test_the_evaluation_may_do_what_finishing_a_promotion_needs_and_no_more(tmp_path_factory):
+def test_the_evaluation_may_do_what_finishing_a_promotion_needs_and_no_more(cdk_stack):
     """Synthesized IAM: the canary evaluation reads/writes decision records (no delete, no action
     wildcard), puts events on the default bus, publishes to the topic; the predict function may
     update only the candidate item (to record a candidate it cannot load)."""
-    from test_operations_construct import _synth
+    from aws_cdk.assertions import Template
 
-    t = _synth(tmp_path_factory)
+    t = Template.from_stack(cdk_stack()[1])
     fns = {k: v["Properties"] for k, v in t.find_resources("AWS::Lambda::Function").items()}
 
     def statements(fn_props) -> list[dict]:

@@ -18,22 +18,8 @@ from driftstack.serving.request_log import GSI_NAME, table_definition  # noqa: E
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    from driftstack_cdk import serving
-    from driftstack_cdk.stack import DriftstackStack
-
-    layers = tmp_path_factory.mktemp("layers")  # stand-ins: synth only needs the folders
-    for name in ("deps", "shared"):
-        (layers / name / "python").mkdir(parents=True)
-        (layers / name / "python" / "marker.txt").write_text(name)
-    original = serving.LAYERS
-    serving.LAYERS = layers
-    try:
-        app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdkout")))
-        stack = DriftstackStack(app, "T", env=cdk.Environment(account="000000000000", region="us-east-1"))
-        return Template.from_stack(stack)
-    finally:
-        serving.LAYERS = original
+def template(cdk_stack):
+    return Template.from_stack(cdk_stack()[1])
 
 
 def _functions(template):
