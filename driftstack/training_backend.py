@@ -36,6 +36,7 @@ FINAL = (SUCCEEDED, FAILED)
 JOB_MODULE = "spark_jobs.retrain"
 RUN_TAG = "DRIFTSTACK_TRAINING_RUN"  # env var every process of a local run inherits: what cancel looks for
 CANCEL_GRACE_SECONDS = 10.0
+KILL_WAIT_SECONDS = 5.0        # after SIGKILL, how long cancel waits for the processes to be gone
 
 
 class BackendError(RuntimeError):
@@ -236,6 +237,10 @@ class LocalBackend:
         while (left := remaining()) and time.monotonic() < deadline:
             time.sleep(0.2)
         _signal_all(left, signal.SIGKILL)
+        deadline = time.monotonic() + KILL_WAIT_SECONDS  # SIGKILL is asynchronous: return once they are gone
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = remaining()
         return sorted(targets)
 
     def run_sync(self, module_args: list[str], timeout: float = 120) -> dict:

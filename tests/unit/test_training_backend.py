@@ -108,7 +108,7 @@ def test_cancel_stops_every_process_of_the_run_not_just_the_job(tmp_path, s3):
     other = TB.LocalBackend(sys.executable, str(repo), s3=s3).start(
         TB.JobRequest("run-10", BUCKET, "retrain/run-10/spec.json", "retrain/run-10/status.json"))
     try:
-        assert wait_for(lambda: len(TB.run_processes("run-1")) == 2)        # the job and its child
+        assert wait_for(lambda: len(TB.run_processes("run-1")) == 2 == len(TB.run_processes("run-10")))  # jobs + children
         child = int(Path(handle["log"]).read_text().split()[1])
         assert set(TB.run_processes("run-1")) == {handle["pid"], child}
         signalled = backend.cancel(handle, grace=1.0)
