@@ -33,7 +33,6 @@ over time (a Logs Insights query over the predict function's EMF lines, which ca
 
 from __future__ import annotations
 
-import sys
 
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -49,7 +48,6 @@ from constructs import Construct
 from driftstack import features as fc
 from driftstack.canary import CanaryCriteria
 from driftstack.serving.rollout import CANDIDATE
-from driftstack_cdk.retraining import ROOT, _json_ctx
 from driftstack_cdk.serving import FUNCTIONS, NO_BYTECODE
 
 NAMESPACE = "driftstack"
@@ -176,19 +174,13 @@ class Operations(Construct):
 
     def _canary_evaluation(self, storage, serving, retraining, topic: sns.ITopic) -> lambda_.Function:
         ctx = self.node.try_get_context
-        backend = str(ctx("training_backend") or "local")
         env = {"MODELS_TABLE": storage.models_table.table_name,
                "REQUEST_LOG_TABLE": serving.request_log_table.table_name,
                "ARTIFACT_BUCKET": storage.bucket.bucket_name,
                "POWERTOOLS_SERVICE_NAME": CANARY_SERVICE, "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
                "POWERTOOLS_LOG_LEVEL": "INFO",
                # finishing a promotion's canary (driftstack.promotion): same settings as the promote step
-               "HISTORY_TABLE": retraining.history_table.table_name, "TOPIC_ARN": topic.topic_arn,
-               "EVENT_BUS_NAME": "default", "TRAINING_BACKEND": backend,
-               "RETRAIN_MLFLOW": _json_ctx(ctx("retrain_mlflow"))}
-        if backend == "local":
-            env.update({"LOCAL_TRAINING_PYTHON": str(ctx("local_python") or sys.executable),
-                        "LOCAL_TRAINING_REPO": str(ctx("local_repo") or ROOT)})
+               **retraining.promotion_env}
         for name in CanaryCriteria.__dataclass_fields__:
             if ctx(f"canary_{name}") is not None:
                 env[f"CANARY_{name.upper()}"] = str(ctx(f"canary_{name}"))

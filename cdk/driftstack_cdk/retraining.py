@@ -57,14 +57,20 @@ class Retraining(Construct):
                 point_in_time_recovery_enabled=True))  # decision records are the audit trail
         self.topic = sns.Topic(self, "Notifications", display_name="driftstack retraining", enforce_ssl=True)
 
-        env = {
-            "ARTIFACT_BUCKET": bucket.bucket_name, "MODELS_TABLE": models.table_name,
+        # what finishing a promotion needs (driftstack.promotion): shared with the canary evaluation
+        self.promotion_env = {
             "HISTORY_TABLE": self.history_table.table_name, "TOPIC_ARN": self.topic.topic_arn,
             "TRAINING_BACKEND": backend, "EVENT_BUS_NAME": "default",
+            "RETRAIN_MLFLOW": _json_ctx(ctx("retrain_mlflow")),
+        }
+        if backend == "local":
+            self.promotion_env.update({"LOCAL_TRAINING_PYTHON": str(ctx("local_python") or sys.executable),
+                                       "LOCAL_TRAINING_REPO": str(ctx("local_repo") or ROOT)})
+        env = {
+            "ARTIFACT_BUCKET": bucket.bucket_name, "MODELS_TABLE": models.table_name, **self.promotion_env,
             "TRAINING_TIMEOUT_SECONDS": str(int(float(ctx("training_timeout_minutes") or 60) * 60)),
             "RETRAIN_TRAINING_DEFAULTS": _json_ctx(ctx("retrain_training")),
             "RETRAIN_DATA_DEFAULTS": _json_ctx(ctx("retrain_data")),
-            "RETRAIN_MLFLOW": _json_ctx(ctx("retrain_mlflow")),
             "DECISION_REQUIRE_APPROVAL": "true" if approval else "false",
             "POWERTOOLS_SERVICE_NAME": "driftstack-retrain", "POWERTOOLS_LOG_LEVEL": "INFO",
         }
@@ -73,10 +79,7 @@ class Retraining(Construct):
         for c in CRITERIA:
             if ctx(f"decision_{c}") is not None:
                 env[f"DECISION_{c.upper()}"] = str(ctx(f"decision_{c}"))
-        if backend == "local":
-            env.update({"LOCAL_TRAINING_PYTHON": str(ctx("local_python") or sys.executable),
-                        "LOCAL_TRAINING_REPO": str(ctx("local_repo") or ROOT)})
-        else:
+        if backend != "local":
             for k in ("emr_application_id", "emr_execution_role_arn", "emr_entry_point", "emr_py_files",
                       "emr_log_uri"):
                 if ctx(k):
