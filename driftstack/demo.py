@@ -219,9 +219,23 @@ class Demo:
         # Hold the schedule while the traffic and its ground truth arrive, so one check sees it all.
         events.disable_rule(Name=rule)
         try:
-            return self.traffic(self.args.drift_requests, self.args.drift, "2023-07", 202, feedback=True)
+            ts = self.traffic(self.args.drift_requests, self.args.drift, "2023-07", 202, feedback=True)
+            self._hold_until_next_window()
+            return ts
         finally:
             events.enable_rule(Name=rule)
+
+    def _hold_until_next_window(self) -> None:
+        """A check's window ends at its event time floored to the schedule period. Re-enabled before
+        the next boundary, the schedule could fire a check whose window ends before the traffic did:
+        it sees the predictions but only part of the ground truth, may start retraining on that, and
+        the check the demo waits for would then find a new champion with no traffic of its own (seen
+        in CI). So the schedule stays off until the traffic's period is over."""
+        period = 60 * float(self.context["drift_schedule_minutes"])
+        boundary = (time.time() // period + 1) * period
+        console.print(f"holding the schedule {boundary - time.time():.0f}s, until the window that "
+                      "holds all of this traffic has closed")
+        time.sleep(max(0.0, boundary - time.time()) + 1)
 
     def watch_retraining(self, check: dict) -> None:
         from driftstack import watch

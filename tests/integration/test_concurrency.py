@@ -15,6 +15,7 @@ import json
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import boto3
 import pytest
@@ -94,6 +95,14 @@ def _create_table(ddb_client, name: str):
 
 def test_concurrent_promotions_one_winner_on_moto(monkeypatch):
     from moto import mock_aws
+
+    # moto alone handles requests from several threads without a lock (a conditional write is
+    # check-then-act: CI once saw two winners). Our LocalStack DynamoDB provider serializes them as
+    # DynamoDB does; use the same module here.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "localstack" / "plugin"))
+    from driftstack_localstack import dynamodb_atomic
+
+    dynamodb_atomic.install()
 
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)

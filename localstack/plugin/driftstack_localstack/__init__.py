@@ -2,7 +2,8 @@
 
 - ``driftstack-host`` Lambda runtime executor (``lambda_executor.py`` + ``lambda_shim.py``):
   runs Python handlers in host interpreter processes, isolated like the AWS runtime.
-- ``dynamodb:moto`` provider (``plugins.py``): DynamoDB served by moto, no DynamoDB Local download.
+- ``dynamodb:moto`` provider (``plugins.py``): DynamoDB served by moto, no DynamoDB Local download;
+  requests are applied one at a time so conditional writes are atomic (``dynamodb_atomic.py``).
 - ``runtime_deps``: builds the "runtime-provided" boto3/botocore per Python version (run once at setup).
 - fixes applied at LocalStack start (``patches.py``): EventBridge disabled schedules stop firing;
   API Gateway usage-plan and stage throttling answer 429 as on AWS (``apigw_throttle.py``); the host

@@ -23,9 +23,14 @@ def dynamodb_moto():
 
     LocalStack's own providers proxy to DynamoDB Local (Java + a download), impossible offline.
     The generated DynamodbApi raises NotImplementedError for every operation, so the moto fallback
-    dispatcher forwards all of them to moto (conditional writes, TTL, GSIs, Query, transactions ...).
+    dispatcher forwards all of them to moto (conditional writes, TTL, GSIs, Query, transactions ...),
+    one request at a time so conditional writes stay atomic (``dynamodb_atomic``).
     """
     from localstack.aws.api.dynamodb import DynamodbApi
     from localstack.services.moto import MotoFallbackDispatcher
+
+    from driftstack_localstack import dynamodb_atomic
+
+    dynamodb_atomic.install()
 
     return Service.for_provider(DynamodbApi(), dispatch_table_factory=MotoFallbackDispatcher)
