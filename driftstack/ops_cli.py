@@ -53,6 +53,35 @@ def alarm_states(outputs: dict[str, str]) -> list[dict]:
     return [found.get(n, {"alarm": n, "state": "NOT_FOUND"}) for n in names]
 
 
+# The dashboard's serving figures, as the predict function emits them (EMF, namespace driftstack).
+TRAFFIC_METRICS = (("requests", "Predictions", "Sum"), ("errors", "Errors", "Sum"),
+                   ("validation_errors", "ValidationErrors", "Sum"), ("no_model", "NoModel", "Sum"),
+                   ("log_fallbacks", "RequestLogFallbacks", "Sum"),
+                   ("latency_ms_avg", "PredictLatency", "Average"), ("latency_ms_max", "PredictLatency", "Maximum"))
+
+
+def traffic(minutes: int = 60, service: str = "driftstack-predict") -> dict[str, float | None]:
+    """The last ``minutes`` of the predict function's metrics, one figure each (what the dashboard
+    plots; LocalStack cannot render dashboards, so `driftstack status` prints these)."""
+    from datetime import datetime, timedelta, timezone
+
+    import boto3
+
+    end = datetime.now(timezone.utc) + timedelta(minutes=1)  # the API takes whole seconds: keep "now" inside
+    queries = [{"Id": f"m{i}", "ReturnData": True, "MetricStat": {
+        "Metric": {"Namespace": "driftstack", "MetricName": metric, "Dimensions": [{"Name": "service", "Value": service}]},
+        "Period": (minutes + 1) * 60, "Stat": stat}} for i, (_, metric, stat) in enumerate(TRAFFIC_METRICS)]
+    results = boto3.client("cloudwatch").get_metric_data(
+        MetricDataQueries=queries, StartTime=end - timedelta(minutes=minutes + 1), EndTime=end)["MetricDataResults"]
+    values = {r["Id"]: r["Values"] for r in results}
+    out: dict[str, float | None] = {"minutes": minutes}
+    for i, (label, _, stat) in enumerate(TRAFFIC_METRICS):
+        vals = values.get(f"m{i}") or []
+        # No datapoint: nothing happened (a count is 0) or nothing to measure (a latency is unknown).
+        out[label] = (sum(vals) if stat == "Sum" else max(vals)) if vals else (0 if stat == "Sum" else None)
+    return out
+
+
 def collect(outputs: dict[str, str]) -> dict[str, Any]:
     from driftstack import decision, drift
     from driftstack.serving import rollout as ro
@@ -83,7 +112,7 @@ def collect(outputs: dict[str, str]) -> dict[str, Any]:
 
     return {"rollout": _safe(active), "last_rollout": _safe(last_outcome), "last_canary_evaluation": _safe(last_eval),
             "last_drift_check": _safe(last_check), "last_decision": _safe(last_decision),
-            "alarms": _safe(lambda: alarm_states(outputs))}
+            "alarms": _safe(lambda: alarm_states(outputs)), "traffic": _safe(traffic)}
 
 
 def render(ops: dict[str, Any]) -> list[str]:
@@ -97,6 +126,15 @@ def render(ops: dict[str, Any]) -> list[str]:
         lines.append(f"rollout: {r or 'none'}")
     for key in ("last_rollout", "last_canary_evaluation", "last_drift_check", "last_decision"):
         lines.append(f"{key.replace('_', ' ')}: {json.dumps(ops.get(key), default=str)}")
+    t = ops.get("traffic")
+    if isinstance(t, dict):
+        latency = (f"latency avg {t['latency_ms_avg']:.2f} ms, max {t['latency_ms_max']:.2f} ms"
+                   if t.get("latency_ms_avg") is not None else "latency: no data")
+        lines.append(f"traffic, last {t['minutes']} min (CloudWatch): {t['requests']:.0f} predictions, "
+                     f"{t['errors']:.0f} errors, {t['validation_errors']:.0f} rejected as invalid, "
+                     f"{t['no_model']:.0f} without a model, {t['log_fallbacks']:.0f} log fallbacks; {latency}")
+    elif t is not None:
+        lines.append(f"traffic: {t}")
     alarms = ops.get("alarms")
     if isinstance(alarms, list):
         firing = [a for a in alarms if a["state"] == "ALARM"]

@@ -5,7 +5,8 @@ champion up without a redeploy.
 
 Tests run in file order against one deployment (each builds on the previous one's state):
 normal traffic → no drift, no execution; drifted traffic + feedback → exactly one execution started
-by the schedule (and re-triggering the same window starts none) → challenger promoted → served;
+by the schedule (and re-triggering the same window starts none) → challenger promoted → served,
+and the DriftDetected alarm fired from the check's own metric;
 retraining again on the same data → challenger not better → rejected, champion unchanged; a training
 run that fails → failure path, champion unchanged, failure recorded; a training run over its time
 limit → stopped (no process of it left), failure recorded, champion unchanged; with the approval step deployed,
@@ -29,7 +30,7 @@ import boto3
 import pytest
 
 from driftstack import decision as D
-from driftstack import deploy, drift, registry
+from driftstack import deploy, drift, ops_cli, registry
 from driftstack import training_backend as TB
 from driftstack.traffic import make_trips
 from deployed import deployed
@@ -86,6 +87,19 @@ def check_after(loop, ts: str, timeout: float = 150):
                 return c
         return None
     return wait_for(find, timeout, what=f"a scheduled drift check covering {ts}")
+
+
+def assert_alarm_fired(name: str, timeout: float = 150) -> None:
+    """The alarm went to ALARM by itself: the Lambda's EMF log line became a CloudWatch metric
+    (our LocalStack patch does what CloudWatch Logs does on AWS) and LocalStack's alarm evaluation
+    (every period, 1 minute here) found it past the threshold. Nobody set the state."""
+    cw = boto3.client("cloudwatch")
+
+    def fired():
+        items = cw.describe_alarm_history(AlarmName=name, HistoryItemType="StateUpdate")["AlarmHistoryItems"]
+        return [i for i in items if json.loads(i["HistoryData"])["newState"]["stateValue"] == "ALARM"]
+    [item, *_] = wait_for(fired, timeout, interval=5, what=f"alarm {name} to fire from its metric")
+    assert "Threshold Crossed" in json.loads(item["HistoryData"])["newState"]["stateReason"], item
 
 
 def served_version(loop) -> str | None:
@@ -156,6 +170,10 @@ def test_drift_triggers_one_execution_and_the_better_challenger_is_served(loop, 
     assert final["status"] == "SUCCEEDED", final
     record = D.load_record(loop.s3, loop.bucket, name)
     assert record["outcome"] == D.PROMOTED, record.get("reasons")
+    assert_alarm_fired(f"{STACK}-DriftDetected")
+    # `driftstack status` traffic figures: the predict function's metrics, real in LocalStack too.
+    traffic = ops_cli.traffic()
+    assert traffic["requests"] >= 1400 and traffic["latency_ms_max"] is not None, traffic
     ev = record["evaluation"]
     assert ev["challenger"]["metrics"]["rmse"] <= ev["champion"]["metrics"]["rmse"] - 0.5
     assert record["mlflow_alias"]["status"] == "set"

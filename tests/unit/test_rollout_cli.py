@@ -84,3 +84,24 @@ def test_rollout_commands_start_show_rollback_complete(stack):
 def test_rollout_start_names_a_missing_artifact(stack):
     res = run(cli, ["rollout", "start", "models/taxi-fare/0000000000000000/"])
     assert res.exit_code == 1 and "no model artifact under s3://artifacts/models/taxi-fare/0000000000000000/" in res.output
+
+
+def test_traffic_figures_come_from_the_predict_functions_metrics(stack):
+    outputs, _, _ = stack
+    assert ops_cli.collect(outputs)["traffic"] == {
+        "minutes": 60, "requests": 0, "errors": 0, "validation_errors": 0, "no_model": 0, "log_fallbacks": 0,
+        "latency_ms_avg": None, "latency_ms_max": None}
+    cw = boto3.client("cloudwatch")
+    dims = [{"Name": "service", "Value": "driftstack-predict"}]
+    cw.put_metric_data(Namespace="driftstack", MetricData=[
+        {"MetricName": "Predictions", "Dimensions": dims, "Value": 40, "Unit": "Count"},
+        {"MetricName": "Predictions", "Dimensions": dims, "Value": 2, "Unit": "Count"},
+        {"MetricName": "ValidationErrors", "Dimensions": dims, "Value": 3, "Unit": "Count"},
+        {"MetricName": "PredictLatency", "Dimensions": dims, "Value": 0.5, "Unit": "Milliseconds"},
+        {"MetricName": "PredictLatency", "Dimensions": dims, "Value": 1.5, "Unit": "Milliseconds"},
+        {"MetricName": "Predictions", "Dimensions": [{"Name": "service", "Value": "other"}], "Value": 99}])
+    t = ops_cli.collect(outputs)["traffic"]
+    assert (t["requests"], t["validation_errors"], t["errors"]) == (42, 3, 0)
+    assert (t["latency_ms_avg"], t["latency_ms_max"]) == (1.0, 1.5)
+    assert ("traffic, last 60 min (CloudWatch): 42 predictions, 0 errors, 3 rejected as invalid"
+            in "\n".join(ops_cli.render(ops_cli.collect(outputs))))

@@ -7,7 +7,8 @@
 - ``runtime_deps``: builds the "runtime-provided" boto3/botocore per Python version (run once at setup).
 - fixes applied at LocalStack start (``patches.py``): EventBridge disabled schedules stop firing;
   API Gateway usage-plan and stage throttling answer 429 as on AWS (``apigw_throttle.py``); the host
-  runner starts only a few Lambda environments at a time (``lambda_assignment.py``).
+  runner starts only a few Lambda environments at a time (``lambda_assignment.py``); embedded-metric-format
+  log lines become CloudWatch metrics, as on AWS (``emf_metrics.py``).
 """
 
 EXECUTOR_NAME = "driftstack-host"

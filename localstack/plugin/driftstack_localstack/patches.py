@@ -8,6 +8,9 @@ API Gateway: usage-plan and stage method throttling (429), see apigw_throttle.py
 DRIFTSTACK_APIGW_THROTTLE=0 leaves it out (to see LocalStack's own behaviour).
 
 Lambda (host runner only): at most a few environments start at once, see lambda_assignment.py.
+
+CloudWatch Logs: embedded-metric-format lines become CloudWatch metrics, so alarms on our own
+metrics fire (emf_metrics.py). DRIFTSTACK_EMF_METRICS=0 leaves it out.
 """
 
 import os
@@ -54,6 +57,14 @@ def _apigw_throttling():
         from driftstack_localstack import apigw_throttle
 
         apigw_throttle.install()
+
+
+@hooks.on_infra_start()
+def _emf_metrics():
+    if os.environ.get("DRIFTSTACK_EMF_METRICS", "1") != "0":
+        from driftstack_localstack import emf_metrics
+
+        emf_metrics.install()
 
 
 @hooks.on_infra_start()
