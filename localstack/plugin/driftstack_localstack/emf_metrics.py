@@ -12,6 +12,7 @@ DRIFTSTACK_EMF_METRICS=0 leaves the patch out.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -79,13 +80,17 @@ def install() -> None:
     from localstack.services.logs.provider import LogsProvider
     from localstack.utils.patch import patch
 
+    @functools.lru_cache(maxsize=64)
+    def cloudwatch_client(account_id: str, region: str):
+        return connect_to(aws_access_key_id=account_id, region_name=region).cloudwatch  # ~ms to build: once
+
     @patch(LogsProvider.put_log_events)
     def put_log_events(fn, self, context, log_group_name, log_stream_name, log_events, *args, **kwargs):
         result = fn(self, context, log_group_name, log_stream_name, log_events, *args, **kwargs)
         batches = [b for event in log_events or [] for b in metric_data(str(event.get("message", "")))]
         if batches:
             try:
-                cloudwatch = connect_to(aws_access_key_id=context.account_id, region_name=context.region).cloudwatch
+                cloudwatch = cloudwatch_client(context.account_id, context.region)
                 for namespace, data in batches:
                     for i in range(0, len(data), MAX_DATUMS_PER_CALL):
                         cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[i:i + MAX_DATUMS_PER_CALL])
