@@ -130,17 +130,22 @@ def test_eventbridge_rate_schedule_invokes_lambda_and_stops_when_disabled(aws_cl
     lam.add_permission(FunctionName=name, StatementId="events", Action="lambda:InvokeFunction",
                        Principal="events.amazonaws.com", SourceArn=rule_arn)
     events.put_targets(Rule=rule, Targets=[{"Id": "fn", "Arn": fn_arn}])
+    # What a CloudFormation update of the rule does: PutRule, PutTargets again. (LocalStack alone then
+    # runs one scheduler job per PutTargets: two invocations per tick, and DisableRule stops one.)
+    events.put_rule(Name=rule, ScheduleExpression="rate(1 minute)", State="ENABLED", Description="updated")
+    events.put_targets(Rule=rule, Targets=[{"Id": "fn", "Arn": fn_arn}])
     try:
         deadline = time.monotonic() + 90
         items = []
         while time.monotonic() < deadline and not items:
-            items = ddb.query(TableName=table, KeyConditionExpression="pk = :p",
-                              ExpressionAttributeValues={":p": {"S": "schedule"}})["Items"]
+            items = _schedule_items(ddb, table)
             time.sleep(2)
         assert items, "the rate(1 minute) rule did not invoke the Lambda within 90 s"
         assert items[0]["source"]["S"] == "aws.events"
+        time.sleep(10)  # a second invocation of the same tick would be in by now
+        assert len(_schedule_items(ddb, table)) == 1, "one tick of one rule invoked its target more than once"
 
-        # A disabled schedule stops firing, as on AWS (LocalStack 2026.3 needs our plugin's patch).
+        # A disabled schedule stops firing, as on AWS (LocalStack 2026.3 needs our plugin's patches).
         events.disable_rule(Name=rule)
         time.sleep(3)  # an invocation already in flight may still land
         count = len(_schedule_items(ddb, table))
