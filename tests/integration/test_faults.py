@@ -9,7 +9,7 @@
 * pointer to a missing version (artifact key absent) while a model serves: refused, the previous
   model keeps serving, /health says why.
 Corrupt/truncated ONNX and a wrong sha256 on the deployed stack: test_serving_api.py
-(test_hot_swap_and_corrupt_artifact) and, exhaustively, tests/unit/test_predict_handler.py
+(test_hot_swap_and_bad_artifacts) and, exhaustively, tests/unit/test_predict_handler.py
 (test_bad_artifacts_are_refused); not repeated here.
 """
 

@@ -2,8 +2,8 @@
 API Gateway (``/_aws/execute-api/{api_id}/{stage}/v1/...``) with the API key.
 
 Tests run in file order against one deployment: the first one sees the stack before any model is
-published (503), the following ones serve the toy champion, swap it, refuse a corrupt one, and
-finally break the request-log table to exercise the fallback queue and its replay Lambda.
+published (503), the following ones serve the toy champion, swap it, refuse bad artifacts (wrong
+sha256, truncated, corrupt bytes) while the previous version keeps serving, and finally break the request-log table to exercise the fallback queue and its replay Lambda.
 """
 
 from __future__ import annotations
@@ -130,24 +130,47 @@ def test_model_info_and_openapi(api, champion):
     assert set(doc["components"]["schemas"]["TripFeatures"]["required"]) == set(fc.FEATURE_NAMES)
 
 
-def test_hot_swap_and_corrupt_artifact(api, champion):
-    publish(api.s3, api.models, api.bucket, build_toy_model(base=11.0), version="2")
-    wait_for(lambda: predict(api, {"features": example_features()}).json()["model_version"] == "2",
-             timeout=REFRESH_SECONDS + 30, what="version 2 without a redeploy")
+def _flip_bytes(blob: bytes) -> bytes:
+    """The same length with the middle third inverted: a corrupt file (bad sectors, a botched copy)."""
+    a, b = len(blob) // 3, 2 * len(blob) // 3
+    return blob[:a] + bytes(x ^ 0xFF for x in blob[a:b]) + blob[b:]
 
-    publish(api.s3, api.models, api.bucket, build_toy_model(base=22.0), version="3", sha256="0" * 64)
-    health = wait_for(lambda: (h := api.health())["status"] == "degraded"
-                      and h, timeout=REFRESH_SECONDS + 30, what="health to report the refused artifact")
-    assert health["model_version"] == "2"
-    assert any("sha256 mismatch" in reason for reason in health["degraded_reasons"])
-    for _ in range(5):
-        r = predict(api, {"features": example_features()})
-        assert r.status_code == 200 and r.json()["model_version"] == "2"
 
-    # A good version 4 heals it (and a fresh container never starts on the corrupt 3).
-    publish(api.s3, api.models, api.bucket, build_toy_model(base=33.0), version="4")
-    wait_for(lambda: api.health()["status"] == "ok",
-             timeout=REFRESH_SECONDS + 30, what="version 4 to clear the degradation")
+# (how the published artifact is bad, its bytes and pointer digest, the reason /health must give)
+BAD_ARTIFACTS = [
+    ("wrong sha256", lambda: (build_toy_model(base=22.0), "0" * 64), "sha256 mismatch"),
+    # the pointer's digest is the bad file's own: the sha256 check passes and onnxruntime must refuse it
+    ("truncated", lambda: (build_toy_model(base=22.0)[:300], None), "onnxruntime cannot load"),
+    ("corrupt", lambda: (_flip_bytes(build_toy_model(base=22.0)), None), "onnxruntime cannot load"),
+]
+
+
+def test_hot_swap_and_bad_artifacts(api, champion):
+    """A good version is picked up without a redeploy; each bad one is refused by the running
+    containers (previous version keeps serving, /health says why) until a good one heals it."""
+    good = 2
+    publish(api.s3, api.models, api.bucket, build_toy_model(base=11.0), version=str(good))
+    wait_for(lambda: predict(api, {"features": example_features()}).json()["model_version"] == str(good),
+             timeout=REFRESH_SECONDS + 30, what=f"version {good} without a redeploy")
+
+    for how, make, reason in BAD_ARTIFACTS:
+        blob, digest = make()
+        bad = good + 1
+        publish(api.s3, api.models, api.bucket, blob, version=str(bad), sha256=digest)
+        health = wait_for(lambda: (h := api.health())["status"] == "degraded" and h,
+                          timeout=REFRESH_SECONDS + 30, what=f"health to report the {how} artifact")
+        assert health["model_version"] == str(good), (how, health)
+        assert any(reason in r for r in health["degraded_reasons"]), (how, health)
+        for _ in range(5):
+            r = predict(api, {"features": example_features()})
+            assert r.status_code == 200 and r.json()["model_version"] == str(good), (how, r.text)
+
+        # A good next version heals it (and a fresh container never starts on the bad one).
+        good = bad + 1
+        publish(api.s3, api.models, api.bucket, build_toy_model(base=30.0 + good), version=str(good))
+        wait_for(lambda: api.health()["status"] == "ok",
+                 timeout=REFRESH_SECONDS + 30, what=f"version {good} to clear the {how} degradation")
+        assert predict(api, {"features": example_features()}).json()["model_version"] == str(good)
 
 
 def test_request_log_fallback_and_replay(api, champion):
