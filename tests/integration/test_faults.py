@@ -6,6 +6,10 @@
   champion serves (last known good; /health degraded naming the download, /model says which
   version serves); without a usable previous, 503 naming both refusals. Either way the function
   recovers by itself once the bucket and artifact appear (no redeploy);
+* S3 unreachable (connection refused: the function's S3 endpoint is a gate we close and open,
+  tests/integration/netgate.py): a cold start is 503 naming the connection failure, the same
+  containers recover when S3 answers again; S3 down under a warm container: it keeps serving and
+  every record reaches the table and the archive (fallback queue + replay);
 * pointer to a missing version (artifact key absent) while a model serves: refused, the previous
   model keeps serving, /health says why.
 Corrupt/truncated ONNX and a wrong sha256 on the deployed stack: test_serving_api.py
@@ -18,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from urllib.parse import urlparse
 
 import boto3
 import pytest
@@ -27,6 +32,7 @@ from driftstack.registry import artifact_prefix, read_pointer, write_pointer
 from driftstack.schema import example_features
 from driftstack.serving.toy_model import build_toy_model, publish
 from deployed import deployed
+from netgate import Gate
 
 from driftstack.polling import wait_for
 
@@ -199,6 +205,59 @@ def test_s3_unavailable_at_cold_start_without_a_usable_previous_is_503_then_reco
         write_pointer(api.models, model_name=current.model_name, version=current.version, bucket=current.bucket,
                       prefix=current.prefix, sha256=current.sha256, expected_version="late-b")
         _remove_bucket(api.s3, late)
+
+
+def _archived_ids(api) -> set[str]:
+    """Request ids in the S3 archive (keys end in <ts>-<request_id>.jsonl)."""
+    ids = set()
+    for page in api.s3.get_paginator("list_objects_v2").paginate(Bucket=api.bucket, Prefix="requests/"):
+        ids.update(o["Key"].rsplit("-", 1)[-1].split(".", 1)[0] for o in page.get("Contents", []))
+    return ids
+
+
+def test_s3_unreachable_at_cold_start_is_503_then_recovers_and_loses_no_record(api):
+    """S3 itself unreachable (connection refused), not only a missing bucket: the predict function's
+    S3 endpoint is a gate we close and open. Cold start with S3 down: the champion and its previous
+    both fail to download -> 503 naming the connection failure. S3 returns: the same containers
+    load the champion by themselves. S3 down again under a warm container: it keeps serving from
+    memory, and the archive records it cannot write go through the fallback queue to the replay
+    function, so every request id served is in the table and the archive (count in = count out)."""
+    current = read_pointer(api.models)
+    with Gate(urlparse(api.endpoint).port) as s3_gate:          # closed: S3 is unreachable
+        env = set_env(api, AWS_ENDPOINT_URL_S3=s3_gate.url)     # and a cold start
+        try:
+            r = wait_for(lambda: status_is(predict(api, {"features": example_features()}), 503),
+                         what="503 from a cold container that cannot reach S3")[0]
+            msg = r.json()["message"]
+            assert "no model is loaded" in msg and "Could not connect to the endpoint URL" in msg, msg
+            assert s3_gate.url in msg and f"refused {current.model_name} {current.version}" in msg, msg
+            h = api.http.get(f"{api.base}/health", timeout=30)
+            assert h.status_code == 503 and h.json()["status"] == "unavailable", h.text
+
+            s3_gate.open()                                      # S3 returns: no redeploy, no cold start
+            r = wait_for(lambda: status_is(predict(api, {"features": example_features()}), 200),
+                         timeout=90, what="recovery once S3 answers again")[0]
+            assert r.json()["model_version"] == current.version
+            served = [r.json()["request_id"]]
+
+            s3_gate.close()                                     # S3 down under a warm container
+            for i in range(10):
+                r = predict(api, {"features": dict(example_features(), trip_distance=2.0 + i)})
+                assert r.status_code == 200 and r.json()["model_version"] == current.version, r.text
+                served.append(r.json()["request_id"])
+            h = api.health()
+            assert h["log_sink_healthy"] is False and any("s3" in x.lower() for x in h["degraded_reasons"]), h
+        finally:
+            restore_env(api, env)
+
+    def missing() -> list[str]:
+        table = api.outputs["RequestLogTableName"]
+        resp = api.ddb.batch_get_item(RequestItems={table: {
+            "Keys": [{"request_id": {"S": rid}} for rid in served], "ProjectionExpression": "request_id"}})
+        in_table = {i["request_id"]["S"] for i in resp["Responses"][table]}
+        return sorted(set(served) - (in_table & _archived_ids(api)))
+    wait_for(lambda: not missing(), timeout=120, interval=2, what="every served record in table and archive")
+    assert len(served) == 11
 
 
 def _remove_bucket(s3, bucket: str) -> None:
