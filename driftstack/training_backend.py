@@ -217,9 +217,13 @@ class LocalBackend:
         final = _final_from_status(read_status(self.s3, handle["bucket"], handle["status_key"]))
         if final:
             return final
-        return {"state": FAILED, "status": status,
-                "reason": f"training process {handle['pid']} exited without reporting a result; "
-                          f"log {handle.get('log')}: {_tail(handle.get('log'))}"}
+        reason = (f"training process {handle['pid']} exited without reporting a result; "
+                  f"log {handle.get('log')}: {_tail(handle.get('log'))}")
+        # A crashed job (SIGKILL, OOM) can orphan its children (Spark's JVM, workers): stop them.
+        if leftovers := self.cancel(handle, grace=1.0):
+            reason += (f"; stopped {len(leftovers)} leftover process{'es' if len(leftovers) > 1 else ''} of the run "
+                       f"({', '.join(map(str, leftovers))})")
+        return {"state": FAILED, "status": status, "reason": reason}
 
     def cancel(self, handle: Mapping, grace: float = CANCEL_GRACE_SECONDS) -> list[int]:
         """Stop every process of the run: SIGTERM, then SIGKILL whatever is left after ``grace``

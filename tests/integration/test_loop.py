@@ -9,7 +9,8 @@ by the schedule (and re-triggering the same window starts none) → challenger p
 and the DriftDetected alarm fired from the check's own metric;
 retraining again on the same data → challenger not better → rejected, champion unchanged; a training
 run that fails → failure path, champion unchanged, failure recorded; a training run over its time
-limit → stopped (no process of it left), failure recorded, champion unchanged; with the approval step deployed,
+limit → stopped (no process of it left), failure recorded, champion unchanged; a training job killed
+mid-fit → failure recorded, champion unchanged, no orphaned Spark JVM; with the approval step deployed,
 a run waits for a human (task token) and `reject` completes it. Data is small (a few thousand
 rows, 10 GBT iterations) so the file runs in minutes on 2 cores.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -262,6 +264,26 @@ def test_a_training_run_over_its_time_limit_is_stopped_and_recorded(loop, champi
     assert registry.read_pointer(loop.models) == before
     assert TB.run_processes(name) == [], "a process of the timed-out run is still running"
     assert TB.proc_start_time(record["training"]["handle"]["pid"]) is None
+
+
+def test_a_training_job_that_crashes_mid_fit_is_recorded_and_leaves_nothing_behind(loop, champion):
+    """The job's driver process is killed (SIGKILL, as the OOM killer would) while its Spark JVM is
+    fitting: it never reports a result. The poll sees the process gone, the workflow takes the
+    failure path with the reason and the log's tail, the champion is untouched, and no process of
+    the run is left (an orphaned Spark JVM would hold a GB of memory)."""
+    before = registry.read_pointer(loop.models)
+    name = _start(loop, f"crash-{int(time.time())}")
+    wait_for(lambda: _java_processes(name), 240, interval=1, what="the run's Spark JVM")
+    driver = D.load_record(loop.s3, loop.bucket, name)["training"]["handle"]["pid"]
+    os.kill(driver, signal.SIGKILL)
+    final = finished(loop, name)
+    assert final["status"] == "FAILED", final
+    record = D.load_record(loop.s3, loop.bucket, name)
+    assert record["outcome"] == D.FAILED, record
+    assert f"training process {driver} exited without reporting a result" in record["error"], record["error"]
+    assert "champion unchanged" in record["reasons"] and "evaluation" not in record
+    assert registry.read_pointer(loop.models) == before
+    assert TB.run_processes(name) == [], "a process of the crashed run is still running"
 
 
 def test_approval_step_waits_for_a_human_and_a_rejection_completes_it(loop, champion):

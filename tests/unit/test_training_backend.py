@@ -4,6 +4,7 @@ EMR Serverless backend against botocore's Stubber."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -119,6 +120,27 @@ def test_cancel_stops_every_process_of_the_run_not_just_the_job(tmp_path, s3):
     finally:
         backend.cancel(other, grace=1.0)
     assert TB.run_processes("run-10") == []
+
+
+def test_a_job_that_dies_leaving_its_child_orphaned_is_failed_and_the_orphan_stopped(tmp_path, s3):
+    """The driver is SIGKILLed (the OOM killer's choice) while its child runs on: the poll that finds
+    the job gone reports the failure and stops the orphan, which would otherwise hold its memory."""
+    repo = fake_repo(tmp_path, _JOB_WITH_A_CHILD)
+    backend = TB.LocalBackend(sys.executable, str(repo), s3=s3)
+    handle = backend.start(JOB)
+    try:
+        assert wait_for(lambda: len(TB.run_processes("run-1")) == 2)
+        child = int(Path(handle["log"]).read_text().split()[1])
+        os.kill(handle["pid"], signal.SIGKILL)
+        assert wait_for(lambda: not backend.alive(handle))
+        assert TB.proc_start_time(child) is not None                  # orphaned, still running
+        res = backend.poll(handle)
+        assert res["state"] == TB.FAILED and "exited without reporting a result" in res["reason"]
+        assert f"stopped 1 leftover process of the run ({child})" in res["reason"], res["reason"]
+        assert TB.run_processes("run-1") == [] and TB.proc_start_time(child) is None
+        assert backend.poll(handle)["reason"] == res["reason"].split("; stopped")[0]  # nothing left the 2nd time
+    finally:
+        backend.cancel(handle, grace=1.0)
 
 
 def test_zombies_and_reused_pids_count_as_dead():
