@@ -94,6 +94,8 @@ class Serving(Construct):
             "MODEL_REFRESH_SECONDS": str(ctx("model_refresh_seconds") or 30),
             "BATCH_LIMIT": str(ctx("batch_limit") or 1000),
             "REQUEST_LOG_TTL_DAYS": str(ctx("request_log_ttl_days") or 30),
+            # per try of a request-log write (two tries, then the fallback queue): keep 4x it under the timeout
+            "LOG_TIMEOUT_SECONDS": str(ctx("request_log_timeout_seconds") or 2),
             "POWERTOOLS_METRICS_NAMESPACE": "driftstack",
             "POWERTOOLS_LOG_LEVEL": "INFO",
             # share of invocations that also log DEBUG lines (the per-prediction "predicted" line)

@@ -60,10 +60,11 @@ REQUEST_LOG = RequestLog(
     LogSettings(table=CONFIG.request_log_table, bucket=CONFIG.bucket, queue_url=CONFIG.fallback_queue_url,
                 archive_prefix=CONFIG.archive_prefix, feedback_prefix=CONFIG.feedback_prefix,
                 ttl_days=CONFIG.ttl_days, shards=CONFIG.time_bucket_shards),
-    # Short timeout, one retry: a slow sink should turn into a fallback, not a slow response.
-    dynamodb=aws.client("dynamodb", timeout=CONFIG.log_timeout_seconds, max_attempts=2),
-    s3=aws.client("s3", timeout=CONFIG.log_timeout_seconds, max_attempts=2),
-    sqs=aws.client("sqs", timeout=CONFIG.log_timeout_seconds) if CONFIG.fallback_queue_url else None,
+    # Short timeout, one retry: a slow sink should turn into a fallback, not a slow response
+    # (a hanging sink costs at most 2 x log_timeout_seconds; the fallback queue as much again).
+    dynamodb=aws.client("dynamodb", timeout=CONFIG.log_timeout_seconds, attempts=2),
+    s3=aws.client("s3", timeout=CONFIG.log_timeout_seconds, attempts=2, small_writes=True),
+    sqs=aws.client("sqs", timeout=CONFIG.log_timeout_seconds, attempts=2) if CONFIG.fallback_queue_url else None,
     emit=_count, log=logger)
 MODELS.refresh()  # cold start: load the champion now, not on the first request
 ROLLOUT.refresh()

@@ -5,7 +5,9 @@ that service becomes unreachable or reachable on command, the way an outage look
 
 * closed: nothing listens on the port (connection refused) and every forwarded connection is cut,
   so a warm client's pooled keep-alive connection fails too;
-* open: each connection is forwarded to LocalStack, byte for byte.
+* open: each connection is forwarded to LocalStack, byte for byte;
+* stalled: connections are accepted and never answered (a service that hangs), and the forwarded
+  ones are cut, so every request has to wait for its client's timeout.
 """
 
 from __future__ import annotations
@@ -23,12 +25,24 @@ class Gate:
         self._listener: socket.socket | None = None
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._stalled = False
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def open(self) -> None:
+        if self._stalled:
+            self._cut()  # the held connections fail now instead of at their clients' timeouts
+        self._stalled = False
+        self._listen()
+
+    def stall(self) -> None:
+        self._stalled = True
+        self._cut()
+        self._listen()
+
+    def _listen(self) -> None:
         if self._listener is not None:
             return
         listener = socket.create_server(("127.0.0.1", self.port))
@@ -40,6 +54,9 @@ class Gate:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
+        self._cut()
+
+    def _cut(self) -> None:
         with self._lock:
             conns, self._conns = self._conns, set()
         for s in conns:
@@ -59,6 +76,10 @@ class Gate:
                 continue
             except OSError:
                 return
+            if self._stalled:  # hold it open, read nothing, answer nothing
+                with self._lock:
+                    self._conns.add(client)
+                continue
             try:
                 upstream = socket.create_connection(self.upstream, timeout=5)
             except OSError:

@@ -10,6 +10,8 @@
   tests/integration/netgate.py): a cold start is 503 naming the connection failure, the same
   containers recover when S3 answers again; S3 down under a warm container: it keeps serving and
   every record reaches the table and the archive (fallback queue + replay);
+* S3 hanging (connections accepted, never answered) under a warm container: predictions are still
+  answered (the archive write gives up after the log timeout) and every record reaches the archive;
 * pointer to a missing version (artifact key absent) while a model serves: refused, the previous
   model keeps serving, /health says why.
 Corrupt/truncated ONNX and a wrong sha256 on the deployed stack: test_serving_api.py
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from urllib.parse import urlparse
 
@@ -250,14 +253,48 @@ def test_s3_unreachable_at_cold_start_is_503_then_recovers_and_loses_no_record(a
         finally:
             restore_env(api, env)
 
+    assert len(served) == 11
+    _wait_until_logged_everywhere(api, served)
+
+
+def test_s3_that_hangs_under_a_warm_container_turns_into_the_fallback_not_a_hung_request(api):
+    """S3 accepts connections and never answers: each archive write gives up after the function's
+    log timeout (LOG_TIMEOUT_SECONDS, 2 s, two attempts), the prediction is answered (not held until
+    API Gateway or the client gives up), and the records reach the archive through the fallback."""
+    current = read_pointer(api.models)
+    with Gate(urlparse(api.endpoint).port) as s3_gate:
+        s3_gate.open()
+        env = set_env(api, AWS_ENDPOINT_URL_S3=s3_gate.url)     # a cold start through the open gate
+        try:
+            wait_for(lambda: predict(api, {"features": example_features()}).json().get("model_version")
+                     == current.version, timeout=90, what="the champion served through the gate")
+            s3_gate.stall()
+            served, seconds = [], []
+            for i in range(5):
+                started = time.monotonic()
+                r = predict(api, {"features": dict(example_features(), trip_distance=3.0 + i)})
+                seconds.append(round(time.monotonic() - started, 1))
+                assert r.status_code == 200 and r.json()["model_version"] == current.version, r.text
+                served.append(r.json()["request_id"])
+            print(f"response times with S3 hanging: {seconds} s")
+            h = api.health()
+            assert h["log_sink_healthy"] is False, h
+            assert any("s3: " in x and "timeout" in x.lower() for x in h["degraded_reasons"]), h
+        finally:
+            restore_env(api, env)
+    _wait_until_logged_everywhere(api, served)
+
+
+def _wait_until_logged_everywhere(api, served: list[str]) -> None:
+    """Count in = count out: every request id answered 200 is in the table and in the S3 archive."""
+    table = api.outputs["RequestLogTableName"]
+
     def missing() -> list[str]:
-        table = api.outputs["RequestLogTableName"]
         resp = api.ddb.batch_get_item(RequestItems={table: {
             "Keys": [{"request_id": {"S": rid}} for rid in served], "ProjectionExpression": "request_id"}})
         in_table = {i["request_id"]["S"] for i in resp["Responses"][table]}
         return sorted(set(served) - (in_table & _archived_ids(api)))
     wait_for(lambda: not missing(), timeout=120, interval=2, what="every served record in table and archive")
-    assert len(served) == 11
 
 
 def _remove_bucket(s3, bucket: str) -> None:
