@@ -77,7 +77,6 @@ def restore_env(api, env: dict) -> None:
 
 
 def test_request_log_table_down_loses_nothing(api):
-    table = api.outputs["RequestLogTableName"]
     env = set_env(api, REQUEST_LOG_TABLE=f"missing-{uuid.uuid4().hex[:6]}")
     served: list[str] = []
     try:
@@ -96,15 +95,8 @@ def test_request_log_table_down_loses_nothing(api):
     finally:
         restore_env(api, env)
 
-    def missing():
-        got = set()
-        for start in range(0, len(served), 100):
-            keys = [{"request_id": {"S": rid}} for rid in served[start:start + 100]]
-            resp = api.ddb.batch_get_item(RequestItems={table: {"Keys": keys, "ProjectionExpression": "request_id"}})
-            got.update(i["request_id"]["S"] for i in resp["Responses"][table])
-        return sorted(set(served) - got)
-    wait_for(lambda: not missing(), timeout=120, interval=2, what="replay of every fallen-back record")
-    assert len(served) == 40 and not missing()  # count in = count out
+    assert len(served) == 40
+    _wait_until_logged_everywhere(api, served)  # count in = count out
     dlq = boto3.client("sqs").get_queue_attributes(QueueUrl=api.outputs["FallbackDlqUrl"],
                                                    AttributeNames=["ApproximateNumberOfMessages"])
     assert dlq["Attributes"]["ApproximateNumberOfMessages"] == "0"
@@ -210,14 +202,6 @@ def test_s3_unavailable_at_cold_start_without_a_usable_previous_is_503_then_reco
         _remove_bucket(api.s3, late)
 
 
-def _archived_ids(api) -> set[str]:
-    """Request ids in the S3 archive (keys end in <ts>-<request_id>.jsonl)."""
-    ids = set()
-    for page in api.s3.get_paginator("list_objects_v2").paginate(Bucket=api.bucket, Prefix="requests/"):
-        ids.update(o["Key"].rsplit("-", 1)[-1].split(".", 1)[0] for o in page.get("Contents", []))
-    return ids
-
-
 def test_s3_unreachable_at_cold_start_is_503_then_recovers_and_loses_no_record(api):
     """S3 itself unreachable (connection refused), not only a missing bucket: the predict function's
     S3 endpoint is a gate we close and open. Cold start with S3 down: the champion and its previous
@@ -286,14 +270,28 @@ def test_s3_that_hangs_under_a_warm_container_turns_into_the_fallback_not_a_hung
 
 
 def _wait_until_logged_everywhere(api, served: list[str]) -> None:
-    """Count in = count out: every request id answered 200 is in the table and in the S3 archive."""
+    """Count in = count out: every request id answered 200 is in the request-log table and in the S3
+    archive (JSON Lines; a batch shares one object), once the fallback queue has been replayed."""
     table = api.outputs["RequestLogTableName"]
 
+    def in_table() -> set[str]:
+        got = set()
+        for start in range(0, len(served), 100):  # BatchGetItem takes 100 keys
+            keys = [{"request_id": {"S": rid}} for rid in served[start:start + 100]]
+            resp = api.ddb.batch_get_item(RequestItems={table: {"Keys": keys, "ProjectionExpression": "request_id"}})
+            got.update(i["request_id"]["S"] for i in resp["Responses"][table])
+        return got
+
+    def archived() -> set[str]:
+        got = set()
+        for page in api.s3.get_paginator("list_objects_v2").paginate(Bucket=api.bucket, Prefix="requests/"):
+            for obj in page.get("Contents", []):
+                body = api.s3.get_object(Bucket=api.bucket, Key=obj["Key"])["Body"].read().decode()
+                got.update(json.loads(line)["request_id"] for line in body.splitlines() if line)
+        return got
+
     def missing() -> list[str]:
-        resp = api.ddb.batch_get_item(RequestItems={table: {
-            "Keys": [{"request_id": {"S": rid}} for rid in served], "ProjectionExpression": "request_id"}})
-        in_table = {i["request_id"]["S"] for i in resp["Responses"][table]}
-        return sorted(set(served) - (in_table & _archived_ids(api)))
+        return sorted(set(served) - (in_table() & archived()))
     wait_for(lambda: not missing(), timeout=120, interval=2, what="every served record in table and archive")
 
 
