@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -86,19 +87,61 @@ def localstack_python() -> Path:
     return py
 
 
-def ensure_lambda_runtime(py: Path, runtimes: tuple[str, ...] = ("python3.12",)) -> None:
-    """The boto3 the Lambda runtimes provide, built once (pip, from PyPI) into .state/lambda-runtime.
+SUPPORTED_PLATFORMS = {("Linux", "x86_64")}  # the Lambda layers are manylinux x86_64 wheels
+
+
+def check_platform(system: str | None = None, machine: str | None = None) -> None:
+    """Host mode runs Lambda code and layers natively: Linux x86_64 only, today."""
+    system, machine = system or platform.system(), machine or platform.machine()
+    if (system, machine) not in SUPPORTED_PLATFORMS:
+        raise LocalStackHostError(
+            f"LocalStack host mode runs on Linux x86_64 only (this is {system} {machine}): the Lambda "
+            f"functions run natively on this host and their layers are manylinux x86_64 wheels. "
+            f"Use the official Docker image instead (localstack/docker-compose.yml; see the README) and "
+            f"point driftstack at it with DRIFTSTACK_LOCALSTACK_URL / --endpoint.")
+
+
+_LIST_RUNTIMES = "from driftstack_localstack import runtime_deps as r; print(' '.join(r.available_runtimes()))"
+
+
+def lambda_runtimes(py: Path) -> list[str]:
+    """Every Lambda runtime this host has an interpreter for (python3.x under pyenv/PATH, nodejs on Node)."""
+    out = subprocess.run([str(py), "-c", _LIST_RUNTIMES], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise LocalStackHostError(f"cannot list the Lambda runtimes of this host: {out.stderr.strip()[-500:]}")
+    return out.stdout.split()
+
+
+def ensure_lambda_runtime(py: Path, runtimes: tuple[str, ...] | None = None) -> None:
+    """What the Lambda runtimes provide (boto3 per python3.x, the AWS SDK v3 for nodejs), built once
+    (pip/npm) into .state/lambda-runtime for every runtime this host has an interpreter for.
 
     `make setup` builds it; this only covers a missing directory (e.g. after `make clean`)."""
-    missing = [r for r in runtimes if not (LAMBDA_RUNTIME_DIR / r / ".driftstack-complete").exists()]
+    runtimes = tuple(runtimes or lambda_runtimes(py))
+    from_node = any(r.startswith("nodejs") for r in runtimes)
+    missing = [r for r in runtimes
+               if r.startswith("python") and not (LAMBDA_RUNTIME_DIR / r / ".driftstack-complete").exists()]
+    if from_node and not _node_runtime_current():
+        missing.append(next(r for r in runtimes if r.startswith("nodejs")))
     if not missing:
         return
-    print(f"building the Lambda runtime packages (boto3) for {', '.join(missing)} in {LAMBDA_RUNTIME_DIR}",
+    print(f"building the Lambda runtime packages for {', '.join(missing)} in {LAMBDA_RUNTIME_DIR}",
           file=sys.stderr)
     build = subprocess.run([str(py), "-m", "driftstack_localstack.runtime_deps", "--dir", str(LAMBDA_RUNTIME_DIR),
                             *missing], capture_output=True, text=True)
     if build.returncode != 0:
         raise LocalStackHostError(f"could not build the Lambda runtime packages: {build.stderr.strip()[-1000:]}")
+
+
+def _node_runtime_current() -> bool:
+    """The AWS SDK v3 for the nodejs runtimes is built from the current lock file."""
+    import hashlib
+
+    marker = LAMBDA_RUNTIME_DIR / "nodejs" / ".driftstack-complete"
+    lock = REPO / "localstack" / "node-runtime" / "package-lock.json"
+    if not marker.exists() or not lock.exists():
+        return False
+    return hashlib.sha256(lock.read_bytes()).hexdigest()[:16] in marker.read_text()
 
 
 _BUILD_CATALOG = """
@@ -131,7 +174,8 @@ def ensure_service_catalog(py: Path) -> Path:
 
 def prepare() -> None:
     """One-time preparation (setup calls it; start() repeats it cheaply): Lambda runtime packages
-    and the service catalog. Needs PyPI only the first time."""
+    and the service catalog. Needs PyPI/npm only the first time."""
+    check_platform()
     py = localstack_python()
     ensure_lambda_runtime(py)
     ensure_service_catalog(py)
@@ -233,6 +277,7 @@ def start(port: int = DEFAULT_PORT, state_dir: Path | str | None = None, timeout
         raise LocalStackHostError(
             f"port {port} is already in use by {what} (not started from {state}); "
             f"stop it or choose another port with --port")
+    check_platform()
     py = localstack_python()
     ensure_lambda_runtime(py)
     # LocalStack keeps no state across restarts (PERSISTENCE is off): drop the previous run's

@@ -366,6 +366,11 @@ def _unexpected(exc: Exception) -> Response:
 def handler(event: dict, context: Any) -> dict:
     started = time.perf_counter()
     body = event.get("body") or ""
+    if body and event.get("isBase64Encoded"):
+        # API Gateway base64-encodes a body that is not valid UTF-8; Powertools would decode it as
+        # UTF-8 and fail with UnicodeDecodeError (a 500). Refuse it here, naming the bad byte.
+        if (refused := _undecodable(body)) is not None:
+            return refused
     if body:
         # Checked before Powertools parses anything: it would json-decode a huge body first, and it
         # would parse a form-encoded body (curl -d without -H) as a form and report odd field errors.
@@ -386,6 +391,26 @@ def _content_type(event: dict) -> str:
         if key.lower() == "content-type":
             return (value or "").strip().lower()
     return ""
+
+
+def _undecodable(body: str) -> dict | None:
+    """400 for a base64 body that is not valid base64 or whose bytes are not UTF-8; None when it is fine."""
+    import base64  # here, not at the top: only this rare path needs them
+    import binascii
+
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return _early(HTTPStatus.BAD_REQUEST, "malformed body: isBase64Encoded is set but the body is not base64; "
+                                              "send JSON encoded as UTF-8")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        _count("InvalidEncoding")
+        return _early(HTTPStatus.BAD_REQUEST,
+                      f"request body is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start}: "
+                      f"{exc.reason}); send JSON encoded as UTF-8")
+    return None
 
 
 def _early(code: int, message: str) -> dict:

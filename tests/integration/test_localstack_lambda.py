@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from driftstack import localstack_host
+LAMBDA_ROLE = "arn:aws:iam::000000000000:role/driftstack-test-lambda"
 
 pytestmark = pytest.mark.localstack
 
@@ -154,21 +155,91 @@ def test_eight_concurrent_invocations(lam, lambda_function):
     assert len({p["pid"] for p, _, _ in results}) > 1  # served by several execution environments
 
 
-def test_runtime_without_interpreter_fails_the_function_clearly(lam, aws_client, fixture_code_zip):
-    """A runtime whose interpreter this host lacks fails at creation with a message that says so."""
-    missing = next((r for r in ("python3.9", "python3.10", "python3.13", "python3.14")
-                    if shutil.which(r) is None and not list(Path(os.path.expanduser("~/.pyenv/versions")).glob(r[6:] + "*"))),
-                   None)
+def _wait_state(lam, name: str) -> dict:
+    for _ in range(200):
+        cfg = lam.get_function_configuration(FunctionName=name)
+        if cfg["State"] != "Pending" and cfg.get("LastUpdateStatus") != "InProgress":
+            return cfg
+        time.sleep(0.1)
+    return cfg
+
+
+def _missing_python_runtime() -> str | None:
+    pyenv = Path(os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")) / "versions"
+    return next((r for r in ("python3.14", "python3.9", "python3.10", "python3.13")
+                 if shutil.which(r) is None and not list(pyenv.glob(r[6:] + ".*"))), None)
+
+
+@pytest.mark.parametrize("runtime", ["python3.9", "python3.10", "python3.11", "python3.13"])
+def test_every_python_runtime_with_an_interpreter_runs(lam, lambda_function, runtime):
+    """Setup prepared every python3.x this host has (boto3 of its own per runtime): nothing downloads now."""
+    pyenv = Path(os.path.expanduser("~/.pyenv/versions"))
+    if shutil.which(runtime) is None and not list(pyenv.glob(runtime[6:] + ".*")):
+        pytest.skip(f"no {runtime} interpreter on this host")
+    name = lambda_function("handlers.echo", runtime=runtime)
+    payload, error, _ = invoke(lam, name, {"marker": runtime})
+    assert error is None, payload
+    assert payload["python"] == runtime[6:]
+    assert f"/lambda-runtime/{runtime}/boto3/" in payload["boto3"], payload["boto3"]
+    assert payload["account"] == "000000000000"
+
+
+def test_nodejs_runtimes_run_on_the_host_node_with_the_runtime_sdk(lam, lambda_function, aws_client):
+    name = lambda_function("node_handlers.echo", runtime="nodejs20.x", env={"GREETING": "hej"})
+    payload, error, log = invoke(lam, name, {"marker": "n-1"})
+    assert error is None, payload
+    assert payload["event"] == {"marker": "n-1"} and payload["greeting"] == "hej"
+    assert payload["account"] == "000000000000"  # the SDK v3 reached LocalStack via AWS_ENDPOINT_URL
+    assert "/lambda-runtime/nodejs/node_modules/@aws-sdk/client-sts/" in payload["sdk"], payload["sdk"]
+    assert payload["hostModule"] == "MODULE_NOT_FOUND"  # isolated: host node_modules are not visible
+    assert payload["executionEnv"] == "AWS_Lambda_nodejs20.x"
+    assert 0 < payload["remainingMs"] <= 10_000
+    assert f"\t{payload['requestId']}\tINFO\tnode-echo-marker n-1" in log  # AWS's console format
+
+    for runtime in ("nodejs18.x", "nodejs22.x"):
+        other = lambda_function("node_handlers.callback", runtime=runtime)
+        payload, error, _ = invoke(lam, other, {"n": 7})
+        assert error is None and payload == {"via": "callback", "n": 7}, payload
+
+    failing = lambda_function("node_handlers.fail", runtime="nodejs20.x")
+    payload, error, log = invoke(lam, failing, {"why": "negative fare"})
+    assert error == "Unhandled"
+    assert payload["errorType"] == "TypeError" and payload["errorMessage"] == "bad input: negative fare"
+    assert any("node_handlers.js" in line for line in payload["trace"])
+    assert "Invoke Error" in log
+
+    missing = lambda_function("node_handlers.nope", runtime="nodejs20.x")
+    payload, error, _ = invoke(lam, missing)
+    assert error == "Unhandled" and payload["errorType"] == "Runtime.HandlerNotFound", payload
+
+
+def test_failed_function_can_be_deleted_updated_and_recreated(lam, aws_client, fixture_code_zip):
+    """A runtime whose interpreter this host lacks fails at creation with a message that says so; the
+    Failed function can then be deleted, recreated, and updated into a working one (LocalStack alone
+    answers InternalError "Unable to find version manager" to DeleteFunction and UpdateFunctionCode)."""
+    missing = _missing_python_runtime()
     if missing is None:
         pytest.skip("every Lambda Python runtime has an interpreter on this host")
-    name = f"t-noruntime-{int(time.time())}"
-    lam.create_function(FunctionName=name, Runtime=missing, Role="arn:aws:iam::000000000000:role/x",
-                        Handler="handlers.echo", Code={"ZipFile": fixture_code_zip})
-    for _ in range(100):
-        cfg = lam.get_function_configuration(FunctionName=name)
-        if cfg["State"] != "Pending":
-            break
-        time.sleep(0.1)
+    name = f"t-noruntime-{int(time.time() * 1000) % 10**8}"
+    create = dict(FunctionName=name, Runtime=missing, Role=LAMBDA_ROLE, Handler="handlers.echo",
+                  Code={"ZipFile": fixture_code_zip}, Timeout=10)
+    lam.create_function(**create)
+    cfg = _wait_state(lam, name)
     assert cfg["State"] == "Failed"
     assert f"no Python {missing[6:]} interpreter" in cfg["StateReason"]
-    # (LocalStack cannot delete a Failed function: "Unable to find version manager"; it dies with the session)
+    assert f"pyenv install {missing[6:]}" in cfg["StateReason"]  # names what to install
+
+    lam.delete_function(FunctionName=name)
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_function(FunctionName=name)
+
+    lam.create_function(**create)  # recreated under the same name
+    assert _wait_state(lam, name)["State"] == "Failed"
+    lam.update_function_code(FunctionName=name, ZipFile=fixture_code_zip)
+    assert _wait_state(lam, name)["State"] == "Failed"  # still no interpreter: fails again, clearly
+    lam.update_function_configuration(FunctionName=name, Runtime="python3.12")
+    cfg = _wait_state(lam, name)
+    assert cfg["State"] == "Active" and cfg["LastUpdateStatus"] == "Successful", cfg
+    payload, error, _ = invoke(lam, name, {"marker": "revived"})
+    assert error is None and payload["python"] == "3.12", payload
+    lam.delete_function(FunctionName=name)

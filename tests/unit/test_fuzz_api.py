@@ -13,6 +13,7 @@ The number of requests sent is counted and checked at the end (``FUZZ_REQUESTS_M
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import math
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUCKET, MODELS, LOG_TABLE = "artifacts", "models", "request-log"
 BATCH_LIMIT, MAX_BODY = 20, 16_384           # small limits: oversized cases stay cheap to generate
 FUZZ_REQUESTS_MIN = int(os.environ.get("FUZZ_REQUESTS_MIN", "5000"))
-EXAMPLES = {"predict": 1700, "batch": 300, "raw": 1400, "feedback": 900, "routes": 800}
+EXAMPLES = {"predict": 1700, "batch": 300, "raw": 1400, "feedback": 900, "routes": 800, "bytes": 700}
 SENT: dict[str, int] = {}                    # per-test count of handler calls
 STATUSES: dict[int, int] = {}
 
@@ -92,8 +93,20 @@ def make_event(method: str, path: str, body: str | None, ctype: str | None = "ap
     return e
 
 
-def send(api, test: str, method: str, path: str, body: str | None, ctype: str | None = "application/json"):
-    resp = api.handler(make_event(method, path, body, ctype), Ctx())
+def apigw_body(raw: bytes) -> tuple[str, bool]:
+    """How API Gateway (and LocalStack, ``_format_body``) puts raw request bytes into a proxy event:
+    the text when they are UTF-8, else base64 with isBase64Encoded."""
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode(), True
+
+
+def send(api, test: str, method: str, path: str, body: str | None, ctype: str | None = "application/json",
+         base64_encoded: bool = False):
+    event = make_event(method, path, body, ctype)
+    event["isBase64Encoded"] = base64_encoded
+    resp = api.handler(event, Ctx())
     SENT[test] = SENT.get(test, 0) + 1
     code = resp["statusCode"]
     STATUSES[code] = STATUSES.get(code, 0) + 1
@@ -114,7 +127,7 @@ def check_error(code: int, out: dict, path: str, body: str | None) -> None:
             assert err["field"] and err["message"] and err["type"], err
             assert err["field"] in msg, (err, msg)          # the summary names every bad field
     elif code == 400:
-        assert "JSON" in msg, msg
+        assert "JSON" in msg, msg  # malformed JSON, or "not valid UTF-8 ...; send JSON encoded as UTF-8"
     elif code == 413:
         assert ("limit" in msg or "at most" in msg), msg
     elif code == 415:
@@ -309,6 +322,78 @@ def test_fuzz_raw_bodies(api, body, path, ctype):
     assert code in (200, 400, 404, 413, 415, 422)
 
 
+GOOD_JSON = json.dumps({"features": example_features()})
+# Byte sequences that are not UTF-8, each with what is wrong with it.
+BAD_UTF8 = [
+    b"\xff", b"\xfe", b"\xc0\xaf", b"\xe0\x80\xaf",          # invalid start bytes, overlong encodings
+    b"\xed\xa0\x80", b"\xed\xbf\xbf",                          # UTF-16 surrogates encoded in UTF-8 (CESU-8)
+    b"\xf4\x90\x80\x80", b"\xf8\x88\x80\x80\x80",              # beyond U+10FFFF, 5-byte form
+    b"\xc3", b"\xe2\x82", b"\xf0\x9f\x98",                      # truncated multi-byte sequences
+    b"\x80", b"\xbf",                                             # lone continuation bytes
+]
+ENCODED = st.sampled_from([
+    ("utf-16", GOOD_JSON.encode("utf-16")),                      # UTF-16 with its BOM (FF FE)
+    ("utf-16-be", GOOD_JSON.encode("utf-16-be")),
+    ("utf-32", GOOD_JSON.encode("utf-32")),
+    ("latin-1", json.dumps({"features": {**example_features(), "pickup_borough": "Bröoklyn"}},
+                           ensure_ascii=False).encode("latin-1")),
+    ("cp1252", '{"features": "\u20ac"}'.encode("cp1252")),
+    ("utf-8-bom", b"\xef\xbb\xbf" + GOOD_JSON.encode()),        # a UTF-8 BOM: valid UTF-8, not valid JSON
+    ("utf-8-truncated", "{\"features\": \"😀\"}".encode()[:-3]),
+])
+
+
+def _spliced(data: bytes, bad: bytes, at: int) -> bytes:
+    at = min(at, len(data))
+    return data[:at] + bad + data[at:]
+
+
+BYTES = st.one_of(
+    ENCODED.map(lambda e: e[1]),
+    st.builds(_spliced, st.just(GOOD_JSON.encode()), st.sampled_from(BAD_UTF8), st.integers(0, len(GOOD_JSON))),
+    st.builds(lambda body, cut: body[:cut], st.sampled_from([GOOD_JSON.encode(), "{\"a\": \"€😀é\"}".encode()]),
+              st.integers(1, 40)),                                           # cut anywhere, even mid-character
+    st.binary(max_size=300),                                                 # anything
+    st.builds(lambda b: b * (MAX_BODY // max(len(b), 1) + 1), st.sampled_from(BAD_UTF8)),  # oversized and invalid
+)
+
+
+@settings(max_examples=EXAMPLES["bytes"], **FUZZ)
+@given(raw=BYTES, path=st.sampled_from(["/v1/predict", "/v1/predict", "/v1/feedback"]),
+       ctype=st.sampled_from(["application/json", "application/json; charset=utf-8", "application/json; charset=utf-16",
+                              "text/plain", None]),
+       mangle=st.sampled_from([None, None, None, "not-base64", "flag-on-text"]))
+def test_fuzz_raw_byte_bodies(api, raw, path, ctype, mangle):
+    """Raw bytes as API Gateway delivers them: not-UTF-8 bodies arrive base64-encoded with
+    isBase64Encoded (they used to be a 500, UnicodeDecodeError, from the deployed API)."""
+    body, b64 = apigw_body(raw)
+    if mangle == "not-base64" and b64:
+        body = "%%" + body        # the flag set, the body not base64
+    elif mangle == "flag-on-text" and not b64 and raw:
+        body, b64 = base64.b64encode(raw).decode(), True  # a client-side binary media type: UTF-8 but base64
+    code, out = send(api, "bytes", "POST", path, body, ctype, base64_encoded=b64)
+    assert code in (200, 400, 404, 413, 415, 422), (code, out)
+    try:
+        raw.decode("utf-8")
+        utf8 = True
+    except UnicodeDecodeError:
+        utf8 = False
+    if not utf8 and code == 400 and mangle != "not-base64":
+        assert "not valid UTF-8" in out["message"] and "position" in out["message"], out
+    if not utf8 and mangle is None and b64:
+        assert code == 400, (code, out, raw[:80])  # refused before anything else, naming the encoding
+
+
+def test_non_utf8_body_is_400_naming_the_byte(api):
+    raw = GOOD_JSON.encode("utf-16")
+    code, out = send(api, "bytes", "POST", "/v1/predict", *apigw_body(raw)[:1], base64_encoded=True)
+    assert code == 400
+    assert out["message"].startswith("request body is not valid UTF-8 (byte 0xff at position 0"), out
+    code, out = send(api, "bytes", "POST", "/v1/predict", base64.b64encode(GOOD_JSON.encode()).decode(),
+                     base64_encoded=True)
+    assert code == 200, out  # a base64 body that is UTF-8 JSON is served as before
+
+
 @pytest.fixture(scope="module")
 def known_ids(api):
     _, single = send(api, "feedback", "POST", "/v1/predict", dumps({"features": example_features()}))
@@ -352,5 +437,5 @@ def test_fuzz_total_requests():
     total = sum(SENT.values())
     print(f"\nfuzzed requests: {total} {dict(sorted(SENT.items()))}; statuses {dict(sorted(STATUSES.items()))}")
     assert 500 not in STATUSES and not any(code >= 500 for code in STATUSES)
-    if len(SENT) == 5:  # the whole module ran (not a -k selection)
+    if len(SENT) == len(EXAMPLES):  # the whole module ran (not a -k selection)
         assert total >= FUZZ_REQUESTS_MIN, (total, SENT)

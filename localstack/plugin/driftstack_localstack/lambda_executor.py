@@ -2,7 +2,8 @@
 
 LocalStack's default executor starts a Docker container per execution environment and talks to a Go
 init binary inside it over HTTP. Here an execution environment is one host process of the
-interpreter matching the function's runtime, running ``lambda_shim.py``. LocalStack drives one
+interpreter matching the function's runtime, running ``lambda_shim.py``. Node.js runtimes run
+``lambda_shim_node.js`` on the host's Node with the same protocol. LocalStack drives one
 invocation at a time per environment and creates more environments for concurrent invocations, so
 the executor simply writes a request line to the process and waits for its result line.
 
@@ -32,6 +33,7 @@ from driftstack_localstack import runtime_deps
 
 LOG = logging.getLogger(__name__)
 SHIM = Path(__file__).with_name("lambda_shim.py")
+NODE_SHIM = Path(__file__).with_name("lambda_shim_node.js")
 
 
 def state_root() -> Path:
@@ -43,6 +45,17 @@ def version_dir(function_version: FunctionVersion) -> Path:
     fid = function_version.id
     name = f"{fid.function_name}-{fid.qualifier}-{fid.account}-{fid.region}".replace("$", "")
     return state_root() / name
+
+
+def node_paths(function_version: FunctionVersion, major: int, runtime_modules: Path, code_dir: str) -> list[str]:
+    """NODE_PATH as the AWS Node.js runtime sets it: the layers' nodejs/node<NN>/node_modules and
+    nodejs/node_modules (as merged into /opt), the runtime's AWS SDK, /var/runtime, /var/task."""
+    opt_versioned, opt = [], []
+    for layer in reversed(function_version.config.layers or []):
+        root = layer.code.get_unzipped_code_location()
+        opt_versioned.append(str(root / "nodejs" / f"node{major}" / "node_modules"))
+        opt.append(str(root / "nodejs" / "node_modules"))
+    return [*opt_versioned, *opt, str(runtime_modules / "node_modules"), str(runtime_modules), code_dir]
 
 
 def layer_paths(function_version: FunctionVersion, version: str) -> tuple[list[str], list[str]]:
@@ -82,17 +95,9 @@ class HostRuntimeExecutor(RuntimeExecutor):
         """Start the runtime process and wait for its init phase (handler import) to finish."""
         fv = self.function_version
         runtime = fv.config.runtime
-        version = runtime_deps.python_version(runtime)
-        exe = runtime_deps.interpreter_for(runtime)
         code_dir = str(fv.config.code.get_unzipped_code_location())
         provided = str(runtime_deps.provided_dir(runtime))
-        layer_sys_paths, layer_libs = layer_paths(fv, version)
-        shim_config = {
-            "handler": fv.config.handler,
-            "code_dir": code_dir,
-            "path_before": [code_dir, *layer_sys_paths],
-            "path_after": [provided],
-        }
+        shim_config = {"handler": fv.config.handler, "code_dir": code_dir}
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "C.UTF-8",
@@ -102,15 +107,32 @@ class HostRuntimeExecutor(RuntimeExecutor):
             "LAMBDA_TASK_ROOT": code_dir,
             "LAMBDA_RUNTIME_DIR": provided,
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}",
-            "LD_LIBRARY_PATH": ":".join([code_dir, f"{code_dir}/lib", *layer_libs]),  # as /var/task, /opt/lib
         }
+        if runtime_deps.is_node(runtime):
+            exe = runtime_deps.node_for(runtime)
+            major = runtime_deps.node_major(runtime)
+            env["NODE_PATH"] = ":".join(node_paths(fv, major, Path(provided), code_dir))
+            env["LD_LIBRARY_PATH"] = ":".join([code_dir, f"{code_dir}/lib", *layer_paths(fv, "")[1]])
+            # The gateway also speaks TLS; handlers that post to https://<host>:443 (CDK's custom
+            # resource handlers drop the ResponseURL's port) are sent to it, as LocalStack in Docker
+            # listens on 443 too.
+            shim_config["gateway_port"] = config.GATEWAY_LISTEN[0].port
+            argv = [exe, "--enable-source-maps", str(NODE_SHIM)]
+        else:
+            version = runtime_deps.python_version(runtime)
+            exe = runtime_deps.interpreter_for(runtime)
+            layer_sys_paths, layer_libs = layer_paths(fv, version)
+            shim_config["path_before"] = [code_dir, *layer_sys_paths]
+            shim_config["path_after"] = [provided]
+            env["LD_LIBRARY_PATH"] = ":".join([code_dir, f"{code_dir}/lib", *layer_libs])  # as /var/task, /opt/lib
+            argv = [exe, "-I", "-S", str(SHIM)]
         read_fd, write_fd = os.pipe()
         shim_config["result_fd"] = write_fd
         log = open(self.log_path, "ab")
         try:
             # Same process group as LocalStack: the launcher's stop kills every runtime process too.
             self.process = subprocess.Popen(
-                [exe, "-I", "-S", str(SHIM), json.dumps(shim_config)],
+                [*argv, json.dumps(shim_config)],
                 stdin=subprocess.PIPE, stdout=log, stderr=log, env=env, cwd=code_dir,
                 pass_fds=(write_fd,), close_fds=True,
             )
@@ -265,7 +287,7 @@ class HostRuntimeExecutor(RuntimeExecutor):
         """Unzip code and layers and check the host can run this runtime; failure marks the function Failed."""
         if not function_version.config.runtime:
             raise LambdaRuntimeException("container-image functions are not supported by the host runner")
-        runtime_deps.interpreter_for(function_version.config.runtime)
+        runtime_deps.interpreter(function_version.config.runtime)
         runtime_deps.provided_dir(function_version.config.runtime)
         if function_version.config.code:
             function_version.config.code.prepare_for_execution()

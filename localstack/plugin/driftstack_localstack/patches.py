@@ -10,6 +10,12 @@ DRIFTSTACK_APIGW_THROTTLE=0 leaves it out (to see LocalStack's own behaviour).
 
 Lambda (host runner only): at most a few environments start at once, see lambda_assignment.py.
 
+Lambda: a function whose creation failed (state Failed) can be deleted, updated and recreated (in
+localstack-core 2026.3 DeleteFunction and UpdateFunctionCode answer InternalError "Unable to find
+version manager for ...:$LATEST": a Failed version has no version manager, and both calls expect one).
+
+CloudFormation: custom resources are backed by their Lambda function (custom_resources.py).
+
 CloudWatch Logs: embedded-metric-format lines become CloudWatch metrics, so alarms on our own
 metrics fire (emf_metrics.py). DRIFTSTACK_EMF_METRICS=0 leaves it out.
 """
@@ -128,3 +134,43 @@ def _bounded_lambda_starts():
         from driftstack_localstack import lambda_assignment
 
         lambda_assignment.install()
+
+
+@hooks.on_infra_start()
+def _failed_lambda_functions():
+    """DeleteFunction / UpdateFunctionCode / UpdateFunctionConfiguration on a function in state Failed.
+
+    LocalStack's LambdaService keeps a version manager only for versions that started (running) or
+    are starting; a version that failed to start is dropped from both. ``stop_version`` then raises
+    ValueError (InternalError to the client) and ``update_version`` refuses ("cannot be updated if an
+    old one is not running"). On AWS both work: a Failed function is deleted, or updated into a new
+    attempt. Here: stopping a version without a manager stops nothing and still runs the deletion
+    hooks; updating a version without a running manager starts it like a new one."""
+    from localstack.services.lambda_ import hooks as lambda_hooks
+    from localstack.services.lambda_.invocation.lambda_service import LambdaService
+    from localstack.utils.patch import patch
+
+    @patch(LambdaService.stop_version)
+    def stop_version(fn, self, qualified_arn: str) -> None:
+        if qualified_arn in self.lambda_running_versions or qualified_arn in self.lambda_starting_versions:
+            return fn(self, qualified_arn)
+        event_manager = self.event_managers.pop(qualified_arn, None)
+        if event_manager is not None:
+            self.task_executor.submit(event_manager.stop)
+        lambda_hooks.delete_function_version.run(qualified_arn)
+
+    @patch(LambdaService.update_version)
+    def update_version(fn, self, new_version):
+        if (new_version.qualified_arn not in self.lambda_running_versions
+                and not new_version.config.capacity_provider_config):
+            return self.create_function_version(function_version=new_version)
+        return fn(self, new_version)
+
+
+@hooks.on_infra_start()
+def _custom_resources():
+    """Nothing to patch: the provider is an entry point (custom_resources.py); its response route is
+    added on first use. Kept as a hook so the route exists before the first stack deploys."""
+    from driftstack_localstack import custom_resources
+
+    custom_resources._add_route()
