@@ -7,11 +7,12 @@ Steps (each a plain function, so the Lambda, the CLI, the benchmark and the test
 1. :func:`window_for` — the window ``[end - minutes, end]`` with ``end`` floored to the check period,
    so two checks fired for the same period (a retried EventBridge delivery, a manual re-run) see
    the same window and derive the same id (the retraining execution name comes from it).
-2. :func:`load_window` — bulk read of the S3 request archive (``requests/dt=…/hour=…/*.jsonl``,
-   parallel GETs of only the hour partitions needed) and of the feedback archive.
+2. :func:`load_window` — the window's per-slot aggregates (:mod:`driftstack.aggregates`: bin counts
+   in the champion's profile bins, feedback error sums), summed: one small object per slot, so
+   the cost of a check grows with the window's length, not with its traffic.
 3. :func:`compute` — per-feature PSI/KL/JS and prediction PSI with :mod:`driftstack.profile` (the
-   one implementation: stored edges + ``searchsorted``), and performance drift (RMSE/MAE of the
-   window's feedback vs the champion's holdout figures).
+   one implementation), and performance drift (RMSE/MAE of the window's feedback vs the champion's
+   holdout figures).
 4. :func:`decide` — thresholds → ``insufficient_data`` / ``no_drift`` / ``drift`` and ``trigger``.
 5. :func:`persist` — JSON result + HTML report to S3, a summary item to the history table.
 
@@ -23,14 +24,15 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 
+from driftstack import aggregates as G
+from driftstack import archive as A
 from driftstack import features as F
 from driftstack import profile as P
 from driftstack import registry
@@ -63,7 +65,6 @@ class DriftConfig:
     min_feedback: int = 30                  # fewer labelled requests: no performance verdict
     window_minutes: float = 1440.0          # how far back the window reaches
     period_minutes: float = 60.0            # the window end is floored to this (the schedule rate)
-    champion_only: bool = True              # only requests the current champion served
 
     def __post_init__(self):
         for f in fields(self):
@@ -134,139 +135,44 @@ def window_for(now: datetime | str | None, cfg: DriftConfig) -> Window:
     return Window(end - timedelta(minutes=cfg.window_minutes), end)
 
 
-# ---------------------------------------------------------------- reading the archive
+# ---------------------------------------------------------------- reading the aggregates
 
-@dataclass
-class WindowData:
-    """The window's traffic as columns, plus the labelled subset."""
-
-    columns: dict[str, np.ndarray]
-    predictions: np.ndarray
-    versions: np.ndarray
-    request_ids: np.ndarray
-    feedback: dict[str, np.ndarray]          # {"request_id", "request_ts", "prediction", "actual", "model_version"}
-    objects_read: int = 0
-    bytes_read: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)   # malformed lines etc.
-
-    def __len__(self) -> int:
-        return len(self.predictions)
-
-    def select(self, mask: np.ndarray) -> WindowData:
-        return WindowData({k: v[mask] for k, v in self.columns.items()}, self.predictions[mask],
-                          self.versions[mask], self.request_ids[mask], self.feedback,
-                          self.objects_read, self.bytes_read, self.skipped)
+def check_alignment(cfg: DriftConfig, layout: A.Layout) -> None:
+    """A window must be a whole number of archive slots (aggregates cannot be split)."""
+    for name in ("window_minutes", "period_minutes"):
+        value = getattr(cfg, name)
+        if value % layout.slot_minutes:
+            raise DriftCheckError(f"drift config {name}={value:g} is not a multiple of the archive's "
+                                  f"{layout.slot_minutes}-minute slots (context archive_slot_minutes)")
 
 
-def _hour_prefixes(prefix: str, start: datetime, end: datetime) -> list[str]:
-    hour = start.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
-    out = []
-    while hour <= end:
-        out.append(f"{prefix}dt={hour:%Y-%m-%d}/hour={hour:%H}/")
-        hour += timedelta(hours=1)
-    return out
-
-
-def list_keys(s3, bucket: str, prefixes: Iterable[str]) -> list[str]:
-    keys = []
-    paginator = s3.get_paginator("list_objects_v2")
-    for prefix in prefixes:
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            keys += [o["Key"] for o in page.get("Contents", [])]
-    return keys
-
-
-def fetch(s3, bucket: str, keys: list[str], workers: int = 16) -> list[bytes]:
-    """GET many small objects in parallel (boto3 clients are thread-safe)."""
-    if not keys:
-        return []
-    with ThreadPoolExecutor(max_workers=min(workers, len(keys))) as pool:
-        return list(pool.map(lambda k: s3.get_object(Bucket=bucket, Key=k)["Body"].read(), keys))
-
-
-def _lines(bodies: Iterable[bytes], skipped: dict[str, int]) -> Iterable[dict]:
-    for body in bodies:
-        for line in body.splitlines():
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except ValueError:
-                skipped["malformed_line"] = skipped.get("malformed_line", 0) + 1
-
-
-def records_to_columns(records: list[dict], skipped: dict[str, int] | None = None) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
-    """Request records -> (feature columns, predictions, model versions, request ids).
-    A record without a feature becomes NaN / None there (counted by the profile as NaN/other)."""
-    skipped = {} if skipped is None else skipped
-    n = len(records)
-    cols: dict[str, np.ndarray] = {}
-    feats = [r.get("features") or {} for r in records]
-    for f in F.FEATURES:
-        if f.kind == "numeric":
-            vals = np.fromiter((_num(x.get(f.name)) for x in feats), dtype=np.float64, count=n)
-        else:
-            vals = np.empty(n, dtype=object)
-            vals[:] = [None if x.get(f.name) is None else F.category_token(x.get(f.name)) for x in feats]
-        cols[f.name] = vals
-    preds = np.fromiter((_num(r.get("prediction")) for r in records), dtype=np.float64, count=n)
-    versions = np.array([str(r.get("model_version")) for r in records], dtype=object)
-    ids = np.array([str(r.get("request_id")) for r in records], dtype=object)
-    return cols, preds, versions, ids
-
-
-def _num(v) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def load_window(s3, bucket: str, window: Window, *, archive_prefix: str = "requests/",
-                feedback_prefix: str = "feedback/", feedback_until: datetime | None = None,
-                workers: int = 16) -> WindowData:
-    """Read the window's archived requests and the feedback given for them (bulk, from S3)."""
-    lo, hi = _iso(window.start), _iso(window.end)
-    skipped: dict[str, int] = {}
-    keys = list_keys(s3, bucket, _hour_prefixes(archive_prefix, window.start, window.end))
-    bodies = fetch(s3, bucket, keys, workers)
-    records = [r for r in _lines(bodies, skipped) if "ts" in r and lo <= r["ts"] <= hi]
-    cols, preds, versions, ids = records_to_columns(records, skipped)
-    # Feedback arrives after the prediction: read from the window start to now.
-    until = feedback_until or max(window.end, datetime.now(timezone.utc))
-    fkeys = list_keys(s3, bucket, _hour_prefixes(feedback_prefix, window.start, until))
-    fbodies = fetch(s3, bucket, fkeys, workers)
-    fb = {}
-    for doc in _lines(fbodies, skipped):
-        if lo <= str(doc.get("request_ts", "")) <= hi and "actual_fare" in doc:
-            fb[doc["request_id"]] = doc  # latest feedback per request wins (keys sort by time)
-    feedback = {"request_id": np.array(list(fb), dtype=object),
-                "request_ts": np.array([str(d.get("request_ts")) for d in fb.values()], dtype=object),
-                "prediction": np.array([_num(d.get("prediction")) for d in fb.values()], dtype=np.float64),
-                "actual": np.array([_num(d.get("actual_fare")) for d in fb.values()], dtype=np.float64),
-                "model_version": np.array([str(d.get("model_version")) for d in fb.values()], dtype=object)}
-    return WindowData(cols, preds, versions, ids, feedback, len(keys) + len(fkeys),
-                      sum(map(len, bodies)) + sum(map(len, fbodies)), skipped)
+def load_window(s3, layout: A.Layout, window: Window, champion: registry.Pointer) -> G.WindowCounts:
+    """The champion's traffic in the window as summed bin counts (one aggregate object per slot)."""
+    docs, nbytes = G.read_window(s3, layout, window.start, window.end)
+    counts = G.sum_window(docs, champion.version, champion.sha256[:16])
+    counts.bytes_read = nbytes
+    return counts
 
 
 # ---------------------------------------------------------------- computing and deciding
 
-def compute(profile: Mapping, data: WindowData, *, holdout_metrics: Mapping | None = None,
-            champion_version: str | None = None, cfg: DriftConfig = DriftConfig()) -> dict:
-    """Statistics of the window (already filtered to what should be compared)."""
+def compute(profile: Mapping, counts: G.WindowCounts, *, holdout_metrics: Mapping | None = None,
+            cfg: DriftConfig = DriftConfig()) -> dict:
+    """Statistics of the window's champion traffic (summed bin counts) against its profile."""
     t0 = time.perf_counter()
-    n = len(data)
+    n = counts.samples
     out: dict[str, Any] = {"samples": n, "features": {}, "prediction": None, "performance": None,
                            "current_proportions": {}}
     if n:
         eps = profile.get("epsilon", P.DEFAULT_EPS)
-        entries = [(name, profile["features"][name], data.columns[name], cfg.psi_threshold)
-                   for name in F.FEATURE_NAMES if name in profile["features"] and name in data.columns]
+        entries = [(name, profile["features"][name], counts.features.get(name), cfg.psi_threshold)
+                   for name in F.FEATURE_NAMES if name in profile["features"]]
         if "prediction" in profile:
-            entries.append(("prediction", profile["prediction"], data.predictions, cfg.prediction_psi_threshold))
-        for name, entry, values, threshold in entries:
-            # The window is binned once; the proportions feed the statistics and the report.
-            cur = P.current_proportions(entry, values)
+            entries.append(("prediction", profile["prediction"], counts.prediction, cfg.prediction_psi_threshold))
+        for name, entry, binned, threshold in entries:
+            if binned is None:
+                continue
+            cur = G.proportions_of(binned)
             ref = np.asarray(entry["proportions"])
             s = {"psi": P.psi(ref, cur, eps), "kl": P.kl_divergence(ref, cur, eps),
                  "js": P.js_divergence(ref, cur, eps), "n": n}
@@ -276,26 +182,20 @@ def compute(profile: Mapping, data: WindowData, *, holdout_metrics: Mapping | No
                 out["prediction"] = s
             else:
                 out["features"][name] = s
-    out["performance"] = performance(data.feedback, holdout_metrics, champion_version, cfg)
+    out["performance"] = performance(counts, holdout_metrics, cfg)
     out["compute_ms"] = round((time.perf_counter() - t0) * 1000, 3)
     return out
 
 
-def performance(feedback: Mapping[str, np.ndarray], holdout_metrics: Mapping | None,
-                champion_version: str | None, cfg: DriftConfig) -> dict:
-    """RMSE/MAE of the labelled requests vs the champion's holdout RMSE."""
-    pred, actual = feedback["prediction"], feedback["actual"]
-    keep = np.isfinite(pred) & np.isfinite(actual)
-    if champion_version is not None and cfg.champion_only:
-        keep &= feedback["model_version"] == champion_version
-    pred, actual = pred[keep], actual[keep]
+def performance(counts: G.WindowCounts, holdout_metrics: Mapping | None, cfg: DriftConfig) -> dict:
+    """RMSE/MAE of the window's labelled champion requests vs the champion's holdout RMSE."""
+    n = counts.labelled
     ref = (holdout_metrics or {}).get("rmse")
-    res: dict[str, Any] = {"labelled": int(pred.size), "reference_rmse": ref, "rmse": None, "mae": None,
-                           "degradation": None, "degraded": False, "enough": bool(pred.size >= max(cfg.min_feedback, 1))}
-    if pred.size:
-        err = pred - actual
-        res["rmse"] = float(np.sqrt(np.mean(err ** 2)))
-        res["mae"] = float(np.mean(np.abs(err)))
+    res: dict[str, Any] = {"labelled": int(n), "reference_rmse": ref, "rmse": None, "mae": None,
+                           "degradation": None, "degraded": False, "enough": bool(n >= max(cfg.min_feedback, 1))}
+    if n:
+        res["rmse"] = float(np.sqrt(counts.sq_err_sum / n))
+        res["mae"] = float(counts.abs_err_sum / n)
         if ref:
             res["degradation"] = res["rmse"] / float(ref) - 1.0
             res["degraded"] = bool(res["enough"] and res["degradation"] >= cfg.rmse_degradation)
@@ -338,11 +238,12 @@ def load_json(s3, bucket: str, key: str) -> dict:
         raise DriftCheckError(f"cannot read s3://{bucket}/{key}: {type(exc).__name__}: {exc}") from exc
 
 
-def run_check(*, s3, models_table, bucket: str, now: datetime | str | None = None,
-              cfg: DriftConfig = DriftConfig(), archive_prefix: str = "requests/",
-              feedback_prefix: str = "feedback/", champion: registry.Pointer | None = None) -> dict:
-    """Read, compute and decide (no writes). Returns the result document."""
+def run_check(*, s3, models_table, layout: A.Layout, now: datetime | str | None = None,
+              cfg: DriftConfig = DriftConfig(), champion: registry.Pointer | None = None) -> dict:
+    """Read, compute and decide (no writes). Returns the result document.
+    The caller drains the log queue first (driftstack.log_drain) so the window is complete."""
     t0 = time.perf_counter()
+    check_alignment(cfg, layout)
     window = window_for(now, cfg)
     champion = champion or registry.read_pointer(models_table)
     check_id = f"{window.id}-v{champion.version}" if champion else f"{window.id}-none"
@@ -358,13 +259,9 @@ def run_check(*, s3, models_table, bucket: str, now: datetime | str | None = Non
     if prof.get("contract_hash") not in (None, F.contract_hash()):
         raise DriftCheckError(f"profile {champion.profile_key} was built for another feature contract")
     t_read = time.perf_counter()
-    data = load_window(s3, bucket, window, archive_prefix=archive_prefix, feedback_prefix=feedback_prefix)
+    counts = load_window(s3, layout, window, champion)
     read_s = time.perf_counter() - t_read
-    total = len(data)
-    if cfg.champion_only:
-        data = data.select(data.versions == champion.version)
-    stats = compute(prof, data, holdout_metrics=(meta.get("metrics") or {}).get("holdout"),
-                    champion_version=champion.version, cfg=cfg)
+    stats = compute(prof, counts, holdout_metrics=(meta.get("metrics") or {}).get("holdout"), cfg=cfg)
     verdict = decide(stats, cfg)
     doc.update(stats)
     doc.update(verdict)
@@ -372,9 +269,10 @@ def run_check(*, s3, models_table, bucket: str, now: datetime | str | None = Non
                         "profile": {name: {k: e[k] for k in ("kind", "proportions", "edges", "categories") if k in e}
                                     for name, e in {**prof["features"], **({"prediction": prof["prediction"]}
                                                                            if "prediction" in prof else {})}.items()}}
-    doc["requests_in_window"] = total
-    doc["io"] = {"objects": data.objects_read, "bytes": data.bytes_read, "skipped": data.skipped,
-                 "read_seconds": round(read_s, 3)}
+    doc["requests_in_window"] = counts.requests_in_window
+    doc["versions_in_window"] = counts.versions_seen
+    doc["io"] = {"aggregates": counts.slots, "bytes": counts.bytes_read, "read_seconds": round(read_s, 3),
+                 "unmatched_feedback": counts.unmatched_feedback, "profile_mismatch": counts.profile_mismatch}
     doc["seconds"] = round(time.perf_counter() - t0, 3)
     return doc
 
@@ -537,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = DriftConfig.from_env(**overrides)
     s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}))
     ddb = boto3.resource("dynamodb")
-    doc = run_check(s3=s3, models_table=ddb.Table(a.models_table), bucket=a.bucket, now=a.at, cfg=cfg)
+    layout = A.Layout(bucket=a.bucket, slot_minutes=int(os.environ.get("ARCHIVE_SLOT_MINUTES") or A.DEFAULT_SLOT_MINUTES))
+    doc = run_check(s3=s3, models_table=ddb.Table(a.models_table), layout=layout, now=a.at, cfg=cfg)
     if not a.no_persist and doc["status"] != NO_CHAMPION:
         persist(doc, s3=s3, bucket=a.bucket, history_table=ddb.Table(a.history_table) if a.history_table else None)
     slim = {k: v for k, v in doc.items() if k not in ("reference", "current_proportions")}

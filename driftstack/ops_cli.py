@@ -56,7 +56,7 @@ def alarm_states(outputs: dict[str, str]) -> list[dict]:
 # The dashboard's serving figures, as the predict function emits them (EMF, namespace driftstack).
 TRAFFIC_METRICS = (("requests", "Predictions", "Sum"), ("errors", "Errors", "Sum"),
                    ("validation_errors", "ValidationErrors", "Sum"), ("no_model", "NoModel", "Sum"),
-                   ("log_fallbacks", "RequestLogFallbacks", "Sum"),
+                   ("log_spills", "RequestLogSpills", "Sum"),
                    ("latency_ms_avg", "PredictLatency", "Average"), ("latency_ms_max", "PredictLatency", "Maximum"))
 
 
@@ -132,7 +132,7 @@ def render(ops: dict[str, Any]) -> list[str]:
                    if t.get("latency_ms_avg") is not None else "latency: no data")
         lines.append(f"traffic, last {t['minutes']} min (CloudWatch): {t['requests']:.0f} predictions, "
                      f"{t['errors']:.0f} errors, {t['validation_errors']:.0f} rejected as invalid, "
-                     f"{t['no_model']:.0f} without a model, {t['log_fallbacks']:.0f} log fallbacks; {latency}")
+                     f"{t['no_model']:.0f} without a model, {t['log_spills']:.0f} log spills; {latency}")
     elif t is not None:
         lines.append(f"traffic: {t}")
     alarms = ops.get("alarms")

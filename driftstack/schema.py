@@ -121,8 +121,8 @@ class FeedbackRequest(BaseModel):
 class FeedbackResponse(BaseModel):
     request_id: str
     actual_fare: float
-    predicted_fare: float
-    model_version: str
+    request_ts: str = Field(description="when the prediction was made (from its request id)")
+    status: Literal["accepted"]
 
 
 class HealthResponse(BaseModel):

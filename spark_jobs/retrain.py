@@ -4,7 +4,7 @@
     spark-submit spark_jobs/retrain.py run --spec s3://…            (EMR Serverless: entry point)
     python -m spark_jobs.retrain set-alias --model-name M --version V [--alias champion]
 
-``run`` stages: labelled traffic (prepared and validated by the prepare Lambda) sorted by request
+``run`` stages: labelled traffic (read from the batched archive and validated by Spark: spark_jobs.labelled) sorted by request
 time, the freshest ``holdout_fraction`` kept aside as the holdout NEITHER model trained on → training
 set = a sample of the champion's training data + the older labelled traffic (+ optional extra TLC
 files), validated → fit the challenger (spark_jobs.train's pipeline) → ONNX export + parity gate →
@@ -60,23 +60,21 @@ def _get(s3, bucket: str, key: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def read_labelled(body: bytes):
-    """JSON Lines from training_set.prepare -> pandas frame (categoricals kept as strings)."""
-    import pandas as pd
+def read_labelled(spark, s3, spec: dict):
+    """The window's labelled traffic, read from the batched archive by Spark (spark_jobs.labelled)
+    -> (pandas frame sorted by request time, categoricals as strings; report)."""
+    from spark_jobs.labelled import assemble
 
-    dtypes = {**{n: "float64" for n in F.NUMERIC_NAMES}, **{n: "string" for n in F.CATEGORICAL_NAMES},
-              F.TARGET.name: "float64", "ts": "string"}
-    df = pd.read_json(io.BytesIO(body), lines=True, dtype=dtypes)
-    missing = [c for c in dtypes if c not in df.columns]
-    if missing:
-        raise ValueError(f"labelled training data lacks column(s) {missing}")
+    arch = spec["archive"]
+    df, report = assemble(spark, s3, arch, min_rows=int(arch.get("min_rows", 1)))
     for n in F.CATEGORICAL_NAMES:
         df[n] = df[n].astype(object)
     # As in driftstack.data.derive: numerics rounded to float32 before Spark learns thresholds on
     # them, so the float32 ONNX inputs decide every split the same way (the parity gate needs it).
-    for n in F.NUMERIC_NAMES:
-        df[n] = df[n].to_numpy().astype(np.float32).astype(np.float64)
-    return df.sort_values("ts", kind="stable").reset_index(drop=True)
+    for n in F.NUMERIC_NAMES + (F.TARGET.name,):
+        df[n] = df[n].to_numpy(dtype=np.float64).astype(np.float32).astype(np.float64) if n != F.TARGET.name \
+            else df[n].to_numpy(dtype=np.float64)
+    return df.reset_index(drop=True), report
 
 
 def read_reference(source: str, rows: int, seed: int = 7):
@@ -158,15 +156,16 @@ def run(spec: dict, s3=None) -> dict:
     bucket, run_id = spec["bucket"], spec["run_id"]
     champ = spec["champion"]
 
+    with prog.stage("spark_start"):
+        spark = get_spark("driftstack-retrain", train_opts.get("master"))
     with prog.stage("labelled"):
-        lab_bucket, lab_key = split_uri(spec["labelled_uri"])
-        labelled = read_labelled(_get(s3, lab_bucket, lab_key))
+        labelled, labelled_report = read_labelled(spark, s3, spec)
         n_hold = max(1, int(round(len(labelled) * float(opts["holdout_fraction"]))))
         if len(labelled) - n_hold < 1:
             raise ValueError(f"{len(labelled)} labelled rows cannot be split into training and holdout")
         holdout, lab_train = labelled.iloc[-n_hold:], labelled.iloc[:-n_hold]
-        prog.log(f"{len(labelled)} labelled rows: {len(lab_train)} train / {n_hold} fresh holdout "
-                 f"(from {holdout['ts'].iloc[0]})")
+        prog.log(f"{len(labelled)} labelled rows ({labelled_report['objects']} archive objects): "
+                 f"{len(lab_train)} train / {n_hold} fresh holdout (from {holdout['ts'].iloc[0]})")
 
     champ_meta = json.loads(_get(s3, champ["bucket"], champ["prefix"] + registry.METADATA_FILE))
     with prog.stage("reference"):
@@ -186,7 +185,7 @@ def run(spec: dict, s3=None) -> dict:
             sources.append(info)
         train_pdf = pd.concat(parts, ignore_index=True)
         validation = {"rows_in": int(len(train_pdf)), "rows_out": int(len(train_pdf)),
-                      "labelled": spec.get("labelled_report"), "sources": sources,
+                      "labelled": labelled_report, "sources": sources,
                       "min_train_rows": int(opts["min_train_rows"])}
         validation["passed"] = bool(len(train_pdf) >= int(opts["min_train_rows"]))
         if not validation["passed"]:
@@ -196,8 +195,6 @@ def run(spec: dict, s3=None) -> dict:
                       Body=_parquet(train_pdf), ContentType="application/octet-stream")
 
     params = GBTParams(**{k: v for k, v in train_opts.items() if k in GBTParams.__dataclass_fields__})
-    with prog.stage("spark_start"):
-        spark = get_spark("driftstack-retrain", train_opts.get("master"))
     with prog.stage("fit"):
         sdf = spark.createDataFrame(train_pdf[list(F.FEATURE_NAMES) + [F.TARGET.name]])
         model = build_pipeline(params).fit(sdf)

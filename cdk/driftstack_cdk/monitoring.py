@@ -19,23 +19,27 @@ from constructs import Construct
 
 ROOT = Path(__file__).resolve().parents[2]
 THRESHOLDS = ("psi_threshold", "min_drifted_features", "prediction_psi_threshold", "rmse_degradation",
-              "min_samples", "min_feedback", "champion_only")
+              "min_samples", "min_feedback")
 
 
 class Monitoring(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, storage, layers: list, retraining) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, storage, serving, retraining) -> None:
         super().__init__(scope, construct_id)
         ctx = self.node.try_get_context
         rate = float(ctx("drift_schedule_minutes") or 60)
+        window = float(ctx("drift_window_minutes") or 1440)
+        for name, minutes in (("drift_schedule_minutes", rate), ("drift_window_minutes", window)):
+            if minutes % serving.slot_minutes:  # aggregates are per slot: a window is whole slots
+                raise ValueError(f"{name}={minutes:g} must be a multiple of archive_slot_minutes={serving.slot_minutes}")
         env = {
-            "ARTIFACT_BUCKET": storage.bucket.bucket_name, "MODELS_TABLE": storage.models_table.table_name,
+            **serving.archive_env,
+            "MODELS_TABLE": storage.models_table.table_name,
             "HISTORY_TABLE": retraining.history_table.table_name,
             "STATE_MACHINE_ARN": retraining.state_machine.state_machine_arn,
             "DRIFT_PERIOD_MINUTES": str(rate),
-            "DRIFT_WINDOW_MINUTES": str(ctx("drift_window_minutes") or 1440),
+            "DRIFT_WINDOW_MINUTES": str(window),
             "RETRAIN_COOLDOWN_MINUTES": str(ctx("retrain_cooldown_minutes") if ctx("retrain_cooldown_minutes")
                                             is not None else 60),
-            "ARCHIVE_PREFIX": "requests/", "FEEDBACK_PREFIX": "feedback/",
             "POWERTOOLS_SERVICE_NAME": "driftstack-drift-check", "POWERTOOLS_METRICS_NAMESPACE": "driftstack",
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
@@ -45,11 +49,12 @@ class Monitoring(Construct):
         self.function = lambda_.Function(
             self, "DriftCheck", code=lambda_.Code.from_asset(str(ROOT / "functions" / "drift_check")),
             handler="app.handler", runtime=lambda_.Runtime.PYTHON_3_12, architecture=lambda_.Architecture.X86_64,
-            layers=layers, timeout=Duration.seconds(300), memory_size=1024, environment=env,
+            layers=serving.layers, timeout=Duration.seconds(300), memory_size=1024, environment=env,
             description="driftstack scheduled drift check")
-        # Least privilege: read the archives and the champion's artifacts, write drift results.
-        for prefix in ("requests/*", "feedback/*", "models/*"):
-            storage.bucket.grant_read(self.function, prefix)
+        # Least privilege: drain the log into the archive (it reads what it checks), read the
+        # champion's artifacts, write drift results.
+        serving.grant_archiving(self.function)
+        storage.bucket.grant_read(self.function, "models/*")
         storage.bucket.grant_put(self.function, "drift/*")
         storage.models_table.grant(self.function, "dynamodb:GetItem")
         retraining.history_table.grant(self.function, "dynamodb:PutItem")

@@ -26,7 +26,7 @@ PACK = "AwsSolutions"
 # same read or write verb (GetObjectVersion, GetObjectTagging, ...), always on a prefix-scoped resource.
 S3_GRANT_ACTIONS = ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*", "s3:DeleteObject*")
 # Key prefixes functions are granted (resource wildcards below a prefix: content-addressed keys).
-PREFIXES = ("models", "requests", "feedback", "drift", "decisions", "retrain")
+PREFIXES = ("models", "requests", "feedback", "aggregates", "log-spill", "drift", "decisions", "retrain")
 
 REASONS = {
     "AwsSolutions-IAM4": "AWSLambdaBasicExecutionRole only allows writing this function's CloudWatch Logs "
@@ -37,10 +37,10 @@ REASONS = {
                   "to one key prefix of the artifact bucket; s3:DeleteObject* comes only with grant_put's "
                   "overwrite semantics on that prefix",
     "s3-prefix": "keys under the prefix are content-addressed or time-partitioned (models/<name>/<sha>/, "
-                 "requests/<date>/...): unknown in advance, so the grant is the prefix itself",
+                 "requests/<date>/<slot>, log-spill/<ts>-<id>): unknown in advance, so the grant is the prefix itself",
     "xray": "xray:PutTraceSegments/PutTelemetryRecords support no resource-level permissions (Resource '*' "
             "is the only option, added by tracing=ACTIVE)",
-    "ddb-index": "the by_time GSI of the request-log table: the drift check queries a window through it",
+    "ddb-index": "CDK grants on a table include its indexes (<table>/index/*); none of our tables is scanned through one",
     "log-retention": "CDK's LogRetention helper sets retention on /aws/lambda/* log groups, which it creates "
                      "on demand: logs:PutRetentionPolicy/DeleteRetentionPolicy on '*' is how CDK ships it",
     "lambda-version": "Step Functions LambdaInvoke grants <fn>:* so a published version or alias of that one "

@@ -8,7 +8,7 @@ Alarms (each publishes ALARM and OK to the topic):
     DriftDetected       drift check DriftTriggered (max, per schedule)      >= 1
     RetrainingFailed    state machine ExecutionsFailed + ExecutionsTimedOut >= 1
     CanaryRolledBack    canary evaluation CanaryRollbacks (sum)             >= 1
-    (serving's)         fallback DLQ not empty, ModelLoadFailures, RequestLogFallbacks (log-fallback count)
+    (serving's)         log DLQ not empty, ModelLoadFailures, RequestLogSpills (log writes spilled to S3)
 
 The serving construct's alarms are found in its subtree and wired to the same topic, so there is
 one place where alarm actions are decided.  ``-c alert_webhook_url=https://hooks.slack.com/...``
@@ -138,7 +138,7 @@ class Operations(Construct):
             cloudwatch.GraphWidget(title="Errors", width=8, left=[
                 api.metric_server_error(period=Duration.minutes(1), statistic="Sum", label="API 5xx"),
                 api.metric_client_error(period=Duration.minutes(1), statistic="Sum", label="API 4xx"),
-                p("RequestLogFallbacks", label="log fallbacks"), p("ModelLoadFailures", label="models refused"),
+                p("RequestLogSpills", label="log spills"), p("ModelLoadFailures", label="models refused"),
                 p("CanaryErrors", label="canary errors (served by champion)"),
                 p("ShadowErrors", label="shadow errors")]),
         )
@@ -174,9 +174,7 @@ class Operations(Construct):
 
     def _canary_evaluation(self, storage, serving, retraining, topic: sns.ITopic) -> lambda_.Function:
         ctx = self.node.try_get_context
-        env = {"MODELS_TABLE": storage.models_table.table_name,
-               "REQUEST_LOG_TABLE": serving.request_log_table.table_name,
-               "ARTIFACT_BUCKET": storage.bucket.bucket_name,
+        env = {"MODELS_TABLE": storage.models_table.table_name, **serving.archive_env,
                "POWERTOOLS_SERVICE_NAME": CANARY_SERVICE, "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
                "POWERTOOLS_LOG_LEVEL": "INFO",
                # finishing a promotion's canary (driftstack.promotion): same settings as the promote step
@@ -192,7 +190,7 @@ class Operations(Construct):
         # Least privilege: the rollout items (read, end by transaction), this rollout's log records,
         # and what finishing a promotion writes (decision record, event, notification).
         storage.models_table.grant(fn, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem")
-        serving.request_log_table.grant(fn, "dynamodb:Query")
+        serving.grant_archiving(fn)
         # read + write the decision records (exact actions: never a delete, no action wildcard)
         fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"],
                                                   resources=[storage.bucket.arn_for_objects("decisions/*")]))

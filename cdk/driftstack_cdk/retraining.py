@@ -40,7 +40,7 @@ LAMBDA_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda
 
 
 class Retraining(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, storage, layers: list,
+    def __init__(self, scope: Construct, construct_id: str, *, storage, layers: list, archive_env: dict,
                  removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
         ctx = self.node.try_get_context
@@ -67,6 +67,7 @@ class Retraining(Construct):
             self.promotion_env.update({"LOCAL_TRAINING_PYTHON": str(ctx("local_python") or sys.executable),
                                        "LOCAL_TRAINING_REPO": str(ctx("local_repo") or ROOT)})
         env = {
+            **archive_env,   # where the request archive and its aggregates live (the prepare step)
             "ARTIFACT_BUCKET": bucket.bucket_name, "MODELS_TABLE": models.table_name, **self.promotion_env,
             "TRAINING_TIMEOUT_SECONDS": str(int(float(ctx("training_timeout_minutes") or 60) * 60)),
             "RETRAIN_TRAINING_DEFAULTS": _json_ctx(ctx("retrain_training")),
@@ -112,8 +113,7 @@ class Retraining(Construct):
                 bucket.grant_read(func, "decisions/*")  # read + put: no function deletes a record
                 bucket.grant_put(func, "decisions/*")
                 self.history_table.grant(func, "dynamodb:PutItem")
-        for prefix in ("requests/*", "feedback/*"):
-            bucket.grant_read(f["prepare"], prefix)
+        bucket.grant_read(f["prepare"], "aggregates/*")   # counts only: the Spark job reads the archive
         bucket.grant_put(f["prepare"], "retrain/*")
         models.grant(f["prepare"], "dynamodb:GetItem")
         for name in ("start", "poll", "evaluate", "failure"):

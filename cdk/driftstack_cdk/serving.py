@@ -1,5 +1,5 @@
-"""Serving: REST API (API key + usage plan) -> predict Lambda; request log table, fallback queue
-and its replay Lambda.
+"""Serving: REST API (API key + usage plan) -> predict Lambda; the request log (log queue + its
+dead-letter queue) and the log archiver (scheduled Lambda: queue -> batched S3 archive + aggregates).
 
 Code and layers are local asset folders (no Docker bundling): functions/<name>/ and
 build/layers/{deps,shared}/ built by ``python layers/build.py``.  Least privilege: every grant is
@@ -13,9 +13,9 @@ from pathlib import Path
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -23,9 +23,18 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ROOT / "build" / "layers"
 FUNCTIONS = ROOT / "functions"
 ARCHIVE_PREFIX, FEEDBACK_PREFIX, MODELS_PREFIX = "requests/", "feedback/", "models/"
+AGGREGATES_PREFIX, SPILL_PREFIX = "aggregates/", "log-spill/"
+ARCHIVE_PREFIXES = (ARCHIVE_PREFIX, FEEDBACK_PREFIX, AGGREGATES_PREFIX, SPILL_PREFIX)
 # Bytecode written by local test runs would change the asset hash (a needless redeploy) and can
 # vanish mid-fingerprint when another process imports the module.
 NO_BYTECODE = ["**/__pycache__", "**/*.pyc", ".build-stamp.json"]
+
+
+def default_slot_minutes(*drift_minutes) -> int:
+    """5-minute slots, or the largest divisor of 60 below that which the drift schedule and window
+    (whole slots) allow: a 1-minute demo schedule gets 1-minute slots."""
+    given = [float(m) for m in drift_minutes if m is not None] or [60.0]
+    return next(s for s in (5, 4, 3, 2, 1) if all(m % s == 0 for m in given))
 
 
 def _layer_dir(name: str) -> str:
@@ -39,7 +48,9 @@ class Serving(Construct):
     """``storage`` provides ``bucket`` (artifacts + archives) and ``models_table`` (champion pointer).
 
     Context (``-c key=value``) knobs: ``api_stage`` (prod), ``batch_limit`` (1000),
-    ``model_refresh_seconds`` (30), ``request_log_ttl_days`` (30), ``predict_memory_mb`` (1024),
+    ``model_refresh_seconds`` (30), ``feedback_max_age_days`` (30), ``predict_memory_mb`` (1024),
+    ``archive_slot_minutes`` (5: the archive's time slots; divides 60, and the drift schedule and
+    window are multiples of it), ``archive_schedule_minutes`` (5: how often the archiver runs),
     ``api_rate_limit`` / ``api_burst_limit`` (usage-plan throttling, 500/1000 rps),
     ``log_sample_rate`` (0.1: share of invocations logging the per-prediction DEBUG line)."""
 
@@ -48,32 +59,30 @@ class Serving(Construct):
         ctx = self.node.try_get_context
         stage = str(ctx("api_stage") or "prod")
 
-        self.request_log_table = dynamodb.Table(
-            self, "RequestLog",
-            partition_key=dynamodb.Attribute(name="request_id", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            time_to_live_attribute="expires_at",
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True),
-            removal_policy=removal_policy,
-        )
-        # "All requests in a window": one partition per UTC hour, sorted by timestamp.
-        self.request_log_table.add_global_secondary_index(
-            index_name="by_time",
-            partition_key=dynamodb.Attribute(name="time_bucket", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="ts", type=dynamodb.AttributeType.STRING),
-            projection_type=dynamodb.ProjectionType.ALL,
-        )
+        slot = int(ctx("archive_slot_minutes") or default_slot_minutes(ctx("drift_schedule_minutes"),
+                                                                        ctx("drift_window_minutes")))
+        if slot < 1 or 60 % slot:
+            raise ValueError(f"archive_slot_minutes must divide 60, got {slot}")
+        self.slot_minutes = slot
 
-        self.fallback_dlq = sqs.Queue(
-            self, "RequestLogFallbackDLQ", retention_period=Duration.days(14),
+        # The request log: one SQS message per predict call (durable when SendMessage returns).
+        # Messages the archiver cannot parse move to the DLQ after 5 receives.
+        self.log_dlq = sqs.Queue(
+            self, "RequestLogDLQ", retention_period=Duration.days(14),
             encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True)
-        replay_timeout = Duration.seconds(60)
-        self.fallback_queue = sqs.Queue(
-            self, "RequestLogFallback", retention_period=Duration.days(14),
-            visibility_timeout=Duration.seconds(6 * replay_timeout.to_seconds()),
+        self.log_queue = sqs.Queue(
+            self, "RequestLogQueue", retention_period=Duration.days(14),
+            visibility_timeout=Duration.minutes(10),   # the archiver's receives set their own (600 s)
             encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
-            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5, queue=self.fallback_dlq))
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5, queue=self.log_dlq))
+        self.archive_env = {
+            "ARTIFACT_BUCKET": storage.bucket.bucket_name,
+            "LOG_QUEUE_URL": self.log_queue.queue_url,
+            "ARCHIVE_PREFIX": ARCHIVE_PREFIX, "FEEDBACK_PREFIX": FEEDBACK_PREFIX,
+            "AGGREGATES_PREFIX": AGGREGATES_PREFIX, "LOG_SPILL_PREFIX": SPILL_PREFIX,
+            "ARCHIVE_SLOT_MINUTES": str(slot),
+        }
+        self._storage = storage
 
         deps = lambda_.LayerVersion(
             self, "DepsLayer", code=lambda_.Code.from_asset(_layer_dir("deps"), exclude=NO_BYTECODE),
@@ -86,15 +95,11 @@ class Serving(Construct):
 
         env = {
             "MODELS_TABLE": storage.models_table.table_name,
-            "REQUEST_LOG_TABLE": self.request_log_table.table_name,
-            "ARTIFACT_BUCKET": storage.bucket.bucket_name,
-            "FALLBACK_QUEUE_URL": self.fallback_queue.queue_url,
-            "ARCHIVE_PREFIX": ARCHIVE_PREFIX,
-            "FEEDBACK_PREFIX": FEEDBACK_PREFIX,
+            **self.archive_env,
             "MODEL_REFRESH_SECONDS": str(ctx("model_refresh_seconds") or 30),
             "BATCH_LIMIT": str(ctx("batch_limit") or 1000),
-            "REQUEST_LOG_TTL_DAYS": str(ctx("request_log_ttl_days") or 30),
-            # per try of a request-log write (two tries, then the fallback queue): keep 4x it under the timeout
+            "FEEDBACK_MAX_AGE_DAYS": str(ctx("feedback_max_age_days") or 30),
+            # per try of the log queue write (two tries, then the S3 spill): keep 4x it under the timeout
             "LOG_TIMEOUT_SECONDS": str(ctx("request_log_timeout_seconds") or 2),
             "POWERTOOLS_METRICS_NAMESPACE": "driftstack",
             "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -110,26 +115,23 @@ class Serving(Construct):
             memory_size=int(ctx("predict_memory_mb") or 1024), timeout=Duration.seconds(15),
             environment={**env, "POWERTOOLS_SERVICE_NAME": "driftstack-predict"},
             description="driftstack prediction API", **common)
-        self.replay_fn = lambda_.Function(
-            self, "ReplayLog", code=lambda_.Code.from_asset(str(FUNCTIONS / "replay_log"), exclude=NO_BYTECODE),
-            memory_size=256, timeout=replay_timeout,
-            environment={**env, "POWERTOOLS_SERVICE_NAME": "driftstack-replay-log"},
-            description="drains the request-log fallback queue", **common)
-        self.replay_fn.add_event_source(sources.SqsEventSource(
-            self.fallback_queue, batch_size=10, report_batch_item_failures=True))
+        self.archiver_fn = lambda_.Function(
+            self, "LogArchiver", code=lambda_.Code.from_asset(str(FUNCTIONS / "log_archiver"), exclude=NO_BYTECODE),
+            memory_size=1024, timeout=Duration.seconds(300),
+            environment={**env, "POWERTOOLS_SERVICE_NAME": "driftstack-log-archiver"},
+            description="request log queue -> batched S3 archive + per-slot aggregates", **common)
+        archive_minutes = int(ctx("archive_schedule_minutes") or 5)
+        self.archive_rule = events.Rule(
+            self, "ArchiveSchedule", description="driftstack log archiver",
+            schedule=events.Schedule.rate(Duration.minutes(archive_minutes)),
+            targets=[targets.LambdaFunction(self.archiver_fn, retry_attempts=2)])
 
         # Least privilege.
         storage.models_table.grant(self.predict_fn, "dynamodb:GetItem")          # champion pointer
         storage.bucket.grant_read(self.predict_fn, f"{MODELS_PREFIX}*")           # artifacts
-        storage.bucket.grant_put(self.predict_fn, f"{ARCHIVE_PREFIX}*")
-        storage.bucket.grant_put(self.predict_fn, f"{FEEDBACK_PREFIX}*")
-        self.request_log_table.grant(self.predict_fn, "dynamodb:PutItem", "dynamodb:BatchWriteItem",
-                                     "dynamodb:UpdateItem")
-        self.fallback_queue.grant_send_messages(self.predict_fn)
-        self.request_log_table.grant(self.replay_fn, "dynamodb:BatchWriteItem")
-        for prefix in (ARCHIVE_PREFIX, FEEDBACK_PREFIX):  # replay merges into existing archive objects
-            storage.bucket.grant_read(self.replay_fn, f"{prefix}*")
-            storage.bucket.grant_put(self.replay_fn, f"{prefix}*")
+        storage.bucket.grant_put(self.predict_fn, f"{SPILL_PREFIX}*")             # the log's fallback
+        self.log_queue.grant_send_messages(self.predict_fn)
+        self.grant_archiving(self.archiver_fn)
 
         self.api = apigw.LambdaRestApi(
             self, "Api", handler=self.predict_fn, proxy=True,
@@ -154,12 +156,12 @@ class Serving(Construct):
 
         # Alarms (no actions wired: the monitoring construct's SNS topic can subscribe to them).
         cloudwatch.Alarm(
-            self, "FallbackDlqNotEmpty", alarm_description="request-log records the replay could not write",
-            metric=self.fallback_dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
+            self, "LogDlqNotEmpty", alarm_description="request-log messages the archiver could not read",
+            metric=self.log_dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
             threshold=0, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
         for name, what in (("ModelLoadFailures", "a new champion was refused; the previous model keeps serving"),
-                           ("RequestLogFallbacks", "request-log writes went to the fallback queue")):
+                           ("RequestLogSpills", "request-log writes spilled to S3 (the log queue failed)")):
             cloudwatch.Alarm(
                 self, f"{name}Alarm", alarm_description=what,
                 metric=cloudwatch.Metric(namespace="driftstack", metric_name=name, statistic="Sum",
@@ -172,8 +174,20 @@ class Serving(Construct):
         CfnOutput(out, "ApiId", value=self.api.rest_api_id)
         CfnOutput(out, "ApiStage", value=self.api.deployment_stage.stage_name)
         CfnOutput(out, "ApiKeyId", value=self.api_key.key_id)
-        CfnOutput(out, "RequestLogTableName", value=self.request_log_table.table_name)
-        CfnOutput(out, "FallbackQueueUrl", value=self.fallback_queue.queue_url)
-        CfnOutput(out, "FallbackDlqUrl", value=self.fallback_dlq.queue_url)
+        CfnOutput(out, "LogQueueUrl", value=self.log_queue.queue_url)
+        CfnOutput(out, "LogDlqUrl", value=self.log_dlq.queue_url)
         CfnOutput(out, "PredictFunctionName", value=self.predict_fn.function_name)
-        CfnOutput(out, "ReplayFunctionName", value=self.replay_fn.function_name)
+        CfnOutput(out, "ArchiverFunctionName", value=self.archiver_fn.function_name)
+        CfnOutput(out, "ArchiveSlotMinutes", value=str(slot))
+
+    def grant_archiving(self, fn: lambda_.IFunction) -> None:
+        """What a function that drains the log and maintains the archive needs (the archiver, the
+        drift check, the canary evaluation): consume the queue; read, write and delete archive keys;
+        read the models' reference profiles."""
+        self.log_queue.grant_consume_messages(fn)
+        bucket = self._storage.bucket
+        for prefix in ARCHIVE_PREFIXES:
+            bucket.grant_read(fn, f"{prefix}*")
+            bucket.grant_put(fn, f"{prefix}*")
+        bucket.grant_delete(fn, f"{SPILL_PREFIX}*")
+        bucket.grant_read(fn, f"{MODELS_PREFIX}*")

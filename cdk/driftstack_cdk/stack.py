@@ -20,8 +20,8 @@ class DriftstackStack(Stack):
         self.storage = Storage(self, "Storage", removal_policy=removal)
         self.serving = Serving(self, "Serving", storage=self.storage, removal_policy=removal)
         self.retraining = Retraining(self, "Retraining", storage=self.storage, layers=self.serving.layers,
-                                     removal_policy=removal)
-        self.monitoring = Monitoring(self, "Monitoring", storage=self.storage, layers=self.serving.layers,
+                                     archive_env=self.serving.archive_env, removal_policy=removal)
+        self.monitoring = Monitoring(self, "Monitoring", storage=self.storage, serving=self.serving,
                                      retraining=self.retraining)
         # Alarms -> the retraining notification topic (one topic for people to subscribe to), dashboard.
         self.operations = Operations(self, "Operations", storage=self.storage, serving=self.serving,

@@ -16,35 +16,27 @@ def _env(name: str, default: str | None = None) -> str | None:
 @dataclass(frozen=True)
 class ServingConfig:
     models_table: str
-    request_log_table: str
-    bucket: str                          # request archive (and feedback archive) bucket
-    fallback_queue_url: str | None = None
-    archive_prefix: str = "requests/"
-    feedback_prefix: str = "feedback/"
+    log_queue_url: str                   # the request log's one durable write (driftstack.serving.request_log)
+    bucket: str                          # artifacts, and the request archive + its spill
     refresh_seconds: float = 30.0        # champion pointer re-check interval
     batch_limit: int = DEFAULT_BATCH_LIMIT
     max_body_bytes: int = 2 * 1024 * 1024
-    ttl_days: float = 30.0               # request log TTL
-    time_bucket_shards: int = 1          # >1 spreads one hour's writes over several GSI partitions
-    log_timeout_seconds: float = 2.0     # DynamoDB/S3 log write timeout before the fallback is used
+    feedback_max_age_days: float = 30.0  # feedback for older requests is refused
+    log_timeout_seconds: float = 2.0     # per try of the queue write before the record spills to S3
 
     @classmethod
     def from_env(cls) -> ServingConfig:
-        missing = [n for n in ("MODELS_TABLE", "REQUEST_LOG_TABLE", "ARTIFACT_BUCKET") if not _env(n)]
+        missing = [n for n in ("MODELS_TABLE", "LOG_QUEUE_URL", "ARTIFACT_BUCKET") if not _env(n)]
         if missing:
             raise RuntimeError(f"serving configuration incomplete: set {', '.join(missing)}")
         d = cls.__dataclass_fields__
         return cls(
             models_table=_env("MODELS_TABLE"),
-            request_log_table=_env("REQUEST_LOG_TABLE"),
+            log_queue_url=_env("LOG_QUEUE_URL"),
             bucket=_env("ARTIFACT_BUCKET"),
-            fallback_queue_url=_env("FALLBACK_QUEUE_URL"),
-            archive_prefix=_env("ARCHIVE_PREFIX", d["archive_prefix"].default),
-            feedback_prefix=_env("FEEDBACK_PREFIX", d["feedback_prefix"].default),
             refresh_seconds=float(_env("MODEL_REFRESH_SECONDS", "30")),
             batch_limit=int(_env("BATCH_LIMIT", str(DEFAULT_BATCH_LIMIT))),
             max_body_bytes=int(_env("MAX_BODY_BYTES", str(d["max_body_bytes"].default))),
-            ttl_days=float(_env("REQUEST_LOG_TTL_DAYS", "30")),
-            time_bucket_shards=int(_env("TIME_BUCKET_SHARDS", "1")),
+            feedback_max_age_days=float(_env("FEEDBACK_MAX_AGE_DAYS", "30")),
             log_timeout_seconds=float(_env("LOG_TIMEOUT_SECONDS", "2")),
         )

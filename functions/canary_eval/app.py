@@ -2,7 +2,7 @@
 
 Reads the active rollout (driftstack.serving.rollout).  A shadow: stores the champion/challenger
 comparison (agreement, error on feedback; no verdict).  A canary: reads the request-log
-records of this rollout since it started (by_time GSI), evaluates them (driftstack.canary) and
+records of this rollout since it started (from the archive, after a drain), evaluates them (driftstack.canary) and
 completes the rollout (candidate becomes champion) or rolls it back (champion keeps serving),
 atomically, recording the reason.  A candidate the predict function could not load (``load_failure``
 on the rollout item) is rolled back at once.  A canary started by a retraining run's promotion
@@ -19,24 +19,34 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from driftstack import canary
+from driftstack import archive, canary, log_drain
 from driftstack import promotion as P
 from driftstack.serving import aws
 from driftstack.serving import rollout as ro
-from driftstack.serving.request_log import LogSettings, query_window
 
 logger = Logger(service="driftstack-canary-eval")
 metrics = Metrics(namespace="driftstack", service="driftstack-canary-eval")
 
 MODELS = aws.dynamodb_table(os.environ["MODELS_TABLE"])
-DDB = aws.client("dynamodb")
-SETTINGS = LogSettings(table=os.environ["REQUEST_LOG_TABLE"], bucket=os.environ.get("ARTIFACT_BUCKET", ""),
-                       shards=int(os.environ.get("TIME_BUCKET_SHARDS", "1")))
+LAYOUT = archive.Layout.from_env()
+S3 = aws.client("s3", timeout=30)
+SQS = aws.client("sqs", timeout=30)
+QUEUE_URL = os.environ["LOG_QUEUE_URL"]
+
+
+def rollout_records(rollout: ro.Rollout, start: datetime, end: datetime) -> list[dict]:
+    """The rollout's logged requests: archive what is queued, then read the archive's slots."""
+    log_drain.drain(sqs=SQS, s3=S3, layout=LAYOUT, queue_url=QUEUE_URL,
+                    load_profile=log_drain.ProfileCache(S3, LAYOUT.bucket), budget_seconds=60, log=logger)
+    log_drain.wait_for_other_drains(SQS, QUEUE_URL, timeout_seconds=30)
+    records = [r for r in archive.read_records(S3, LAYOUT, archive.REQUESTS, start, end)
+               if r.get("rollout_id") == rollout.rollout_id]
+    return archive.with_feedback(records, archive.read_records(S3, LAYOUT, archive.FEEDBACK, start, end))
 
 
 def evaluate_active(event: dict) -> dict:
@@ -46,7 +56,7 @@ def evaluate_active(event: dict) -> dict:
     now = float(event.get("now") or time.time())
     start = datetime.fromtimestamp(rollout.started_at, timezone.utc)
     end = datetime.fromtimestamp(now, timezone.utc)
-    records = [r for r in query_window(DDB, SETTINGS, start, end) if r.get("rollout_id") == rollout.rollout_id]
+    records = rollout_records(rollout, start, end + timedelta(seconds=1))
     if rollout.mode == ro.SHADOW:  # no verdict: record how the challenger compares, for people to decide
         doc = {"outcome": "shadow", "rollout_id": rollout.rollout_id, "candidate_version": rollout.pointer.version,
                "incumbent_version": rollout.incumbent_version, "evaluated_at": now,

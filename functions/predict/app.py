@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -28,13 +27,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
-from driftstack import encoding, schema
+from driftstack import archive, encoding, schema
 from driftstack.serving import aws
 from driftstack.serving import rollout as ro
 from driftstack.serving.config import ServingConfig
 from driftstack.serving.model_loader import ModelManager
 from driftstack.serving.request_log import LogSettings, LogUnavailable, RequestLog, UnknownRequest, iso, \
-    make_record, utc_now
+    make_record, new_request_id, utc_now
 
 API_PREFIX = "/v1"
 SERVICE = "driftstack-predict"
@@ -57,14 +56,12 @@ MODELS = ModelManager(_MODELS_TABLE, _S3, refresh_seconds=CONFIG.refresh_seconds
 ROLLOUT = ro.RolloutRouter(_MODELS_TABLE, _S3, refresh_seconds=CONFIG.refresh_seconds, emit=_count, log=logger,
                            on_end=MODELS.refresh)
 REQUEST_LOG = RequestLog(
-    LogSettings(table=CONFIG.request_log_table, bucket=CONFIG.bucket, queue_url=CONFIG.fallback_queue_url,
-                archive_prefix=CONFIG.archive_prefix, feedback_prefix=CONFIG.feedback_prefix,
-                ttl_days=CONFIG.ttl_days, shards=CONFIG.time_bucket_shards),
-    # Short timeout, one retry: a slow sink should turn into a fallback, not a slow response
-    # (a hanging sink costs at most 2 x log_timeout_seconds; the fallback queue as much again).
-    dynamodb=aws.client("dynamodb", timeout=CONFIG.log_timeout_seconds, attempts=2),
+    LogSettings(queue_url=CONFIG.log_queue_url, layout=archive.Layout.from_env(),
+                retention_days=CONFIG.feedback_max_age_days),
+    # Short timeout, one retry: a slow queue should turn into a spill to S3, not a slow response
+    # (a hanging queue costs at most 2 x log_timeout_seconds; the spill as much again).
+    sqs=aws.client("sqs", timeout=CONFIG.log_timeout_seconds, attempts=2),
     s3=aws.client("s3", timeout=CONFIG.log_timeout_seconds, attempts=2, small_writes=True),
-    sqs=aws.client("sqs", timeout=CONFIG.log_timeout_seconds, attempts=2) if CONFIG.fallback_queue_url else None,
     emit=_count, log=logger)
 MODELS.refresh()  # cold start: load the champion now, not on the first request
 ROLLOUT.refresh()
@@ -113,23 +110,21 @@ def _unavailable(message: str) -> ServiceError:
     return ServiceError(HTTPStatus.SERVICE_UNAVAILABLE, message)
 
 
-def _request_id() -> str:
-    """The client's X-Request-Id when it sends one (a replay keeps its canary arm and overwrites its
-    own log record), else a fresh one."""
+def _client_request_id() -> str | None:
+    """The client's X-Request-Id, if it sends one: logged beside our id, and it picks the canary arm
+    (a replay keeps its arm). Our own request id always carries the time (driftstack.archive)."""
     rid = app.current_event.headers.get(REQUEST_ID_HEADER)  # case-insensitive (Powertools v3)
-    if rid is None:
-        return uuid.uuid4().hex
-    if not _REQUEST_ID.fullmatch(rid):
+    if rid is not None and not _REQUEST_ID.fullmatch(rid):
         raise ServiceError(HTTPStatus.BAD_REQUEST, f"header X-Request-Id must be 8-64 characters of "
                                                    f"[A-Za-z0-9._:-], got {rid[:80]!r}")
     return rid
 
 
-def _serve_with_rollout(active: ro.Active, champion, feeds, request_id: str):
+def _serve_with_rollout(active: ro.Active, champion, feeds, routing_id: str):
     """Canary: the request id's hash picks the arm; a failing candidate falls back to the champion
     (the request still succeeds, the failure is logged and counted). Shadow: the champion serves."""
     extra: dict[str, Any] = {"rollout_id": active.rollout_id, "rollout_mode": active.mode}
-    if active.mode == ro.CANARY and active.routes_to_candidate(request_id):
+    if active.mode == ro.CANARY and active.routes_to_candidate(routing_id):
         extra["arm"] = "candidate"
         t0 = time.perf_counter()
         try:
@@ -179,7 +174,8 @@ def predict(body: Annotated[PredictRequest, Body()]):  # type: ignore[valid-type
         raise _unavailable("no model is loaded: " + "; ".join(MODELS.degraded.values()))
     batch = not isinstance(body, schema.SinglePredictRequest)
     rows = [r.__dict__ for r in body.instances] if batch else [body.features.__dict__]
-    request_id = _request_id()
+    client_id = _client_request_id()
+    request_id = new_request_id()
     active = ROLLOUT.get()
     if active is None:  # the common path: no extra work
         preds = model.predict(rows)
@@ -187,21 +183,21 @@ def predict(body: Annotated[PredictRequest, Body()]):  # type: ignore[valid-type
         extra = shadow = None
     else:
         feeds = encoding.encode(rows)  # once, for both models (same feature contract)
-        preds, model, extra = _serve_with_rollout(active, model, feeds, request_id)
+        preds, model, extra = _serve_with_rollout(active, model, feeds, client_id or request_id)
         latency_ms = round((time.perf_counter() - app.context["started"]) * 1000, 3)
         # Shadow: after the champion's answer exists; never changes it, never fails the request.
         shadow = _shadow(active, feeds, len(rows)) if active.mode == ro.SHADOW else None
 
     ts = iso(utc_now())
+    common = dict(ts=ts, model_name=model.name, model_version=model.version, model_sha=model.pointer.sha256[:16],
+                  latency_ms=latency_ms, client_request_id=client_id)
     if batch:
         item_ids = [f"{request_id}.{i}" for i in range(len(rows))]
-        records = [make_record(request_id=iid, ts=ts, features=row, prediction=float(p), model_name=model.name,
-                               model_version=model.version, latency_ms=latency_ms, batch_id=request_id)
+        records = [make_record(request_id=iid, features=row, prediction=float(p), batch_id=request_id, **common)
                    for iid, row, p in zip(item_ids, rows, preds)]
     else:
         item_ids = None
-        records = [make_record(request_id=request_id, ts=ts, features=rows[0], prediction=float(preds[0]),
-                               model_name=model.name, model_version=model.version, latency_ms=latency_ms)]
+        records = [make_record(request_id=request_id, features=rows[0], prediction=float(preds[0]), **common)]
     if extra is not None:
         for i, rec in enumerate(records):
             rec.update(extra)
@@ -265,22 +261,20 @@ def model_info():
 
 
 @_route("POST", "/feedback", summary="Report the actual fare of a past prediction",
-        responses=_doc(schema.FeedbackResponse, "feedback stored", 400, 404, 422, 503))
+        responses={202: {"description": "feedback accepted (joined with its prediction by the log archiver)",
+                         "content": {"application/json": {"model": schema.FeedbackResponse}}},
+                   **{k: v for k, v in _doc(schema.FeedbackResponse, "", 400, 404, 422, 503).items() if k != 200}})
 def feedback(body: Annotated[schema.FeedbackRequest, Body()]):
     try:
-        record = REQUEST_LOG.record_feedback(body.request_id, body.actual_fare)
+        doc = REQUEST_LOG.record_feedback(body.request_id, body.actual_fare)
     except UnknownRequest:
-        raise ServiceError(HTTPStatus.NOT_FOUND, f"unknown request_id {body.request_id!r} "
-                           "(never logged, or expired)") from None
+        raise ServiceError(HTTPStatus.NOT_FOUND, f"unknown request_id {body.request_id!r}: not issued by this API "
+                           f"or older than {CONFIG.feedback_max_age_days:g} days") from None
     except LogUnavailable as exc:
         raise _unavailable(str(exc)) from exc
-    except Exception as exc:  # noqa: BLE001 - the store failed; the client should retry
-        logger.exception("feedback write failed")
-        raise _unavailable(f"feedback store unavailable, retry later ({type(exc).__name__})") from exc
     _count("Feedback")
-    return _json(HTTPStatus.OK, {
-        "request_id": body.request_id, "actual_fare": body.actual_fare,
-        "predicted_fare": record["prediction"], "model_version": record["model_version"]})
+    return _json(HTTPStatus.ACCEPTED, {"request_id": body.request_id, "actual_fare": body.actual_fare,
+                                       "request_ts": doc["request_ts"], "status": "accepted"})
 
 
 OPENAPI_JSON = ""  # filled below, once all routes exist

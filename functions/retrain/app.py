@@ -21,7 +21,7 @@ import time
 from aws_lambda_powertools import Logger
 
 from driftstack import decision as D
-from driftstack import drift, registry, training_set
+from driftstack import archive, registry, training_set
 from driftstack import promotion as P
 from driftstack import training_backend as TB
 from driftstack.serving import aws
@@ -60,25 +60,28 @@ def prepare(event, context):
             raise RuntimeError("no champion to retrain against")
         champion = {"model_name": ptr.model_name, "version": ptr.version, "sha256": ptr.sha256, "prefix": ptr.prefix}
     champion.setdefault("bucket", BUCKET)
-    window = drift.Window(drift.parse_time(event["window"]["start"]), drift.parse_time(event["window"]["end"]))
     data_opts = {**json.loads(os.environ.get("RETRAIN_DATA_DEFAULTS", "{}")), **(event.get("data") or {})}
     base = f"retrain/{run_id}/"
     D.save_record(S3, BUCKET, HISTORY, {
         "run_id": run_id, "outcome": "running", "started_at": D.now_iso(), "window": event["window"],
         "champion": champion, "check_id": event.get("check_id"), "drift": event.get("drift")})
+    # A quick count from the aggregates; the Spark job reads and validates the archive itself.
     labelled = training_set.prepare(
-        S3, BUCKET, window, base + "labelled.jsonl", min_rows=int(data_opts.pop("min_labelled", 200)),
-        model_version=champion["version"] if data_opts.pop("champion_traffic_only", False) else None)
+        S3, archive.Layout.from_env(), event["window"]["start"], event["window"]["end"],
+        min_rows=int(data_opts.pop("min_labelled", 200)),
+        model_version=champion["version"] if data_opts.pop("champion_traffic_only", False) else None,
+        read="direct" if os.environ.get("TRAINING_BACKEND") == "emr-serverless" else "stage")
     spec = {"run_id": run_id, "bucket": BUCKET, "champion": champion, "window": event["window"],
-            "labelled_uri": labelled["uri"], "labelled_report": labelled, "data": data_opts,
+            "archive": labelled["archive"], "data": data_opts,
             "training": {**json.loads(os.environ.get("RETRAIN_TRAINING_DEFAULTS", "{}")), **(event.get("training") or {})},
             "mlflow": json.loads(os.environ.get("RETRAIN_MLFLOW", "{}")),
             "status_key": base + "status.json", "result_key": base + "result.json"}
     S3.put_object(Bucket=BUCKET, Key=base + "spec.json", Body=json.dumps(spec, default=str).encode())
-    _record(run_id, labelled=labelled, spec_key=base + "spec.json")
-    logger.info("prepared", extra={"labelled": labelled})
+    summary = {k: labelled[k] for k in ("labelled", "requests", "slots")}
+    _record(run_id, labelled=summary, spec_key=base + "spec.json")
+    logger.info("prepared", extra={"labelled": summary})
     return {"spec_key": base + "spec.json", "status_key": spec["status_key"], "result_key": spec["result_key"],
-            "labelled": {k: labelled[k] for k in ("rows_in", "rows_out", "dropped", "requests")}}
+            "labelled": summary}
 
 
 # ---------------------------------------------------------------- training (backend)

@@ -44,7 +44,9 @@ def moto(monkeypatch):
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)
     for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+                 "AWS_DEFAULT_REGION": "us-east-1",
+                 # moto's SQS is not safe under concurrent receives, and has one server (no long polls)
+                 "LOG_DRAIN_THREADS": "1", "LOG_DRAIN_WAIT_SECONDS": "0"}.items():
         monkeypatch.setenv(k, v)
     with mock_aws():
         yield MotoAws()

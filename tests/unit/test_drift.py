@@ -1,5 +1,5 @@
-"""Drift check logic: window, archive read (real request-log format, moto S3), statistics, decision,
-persistence and the HTML report."""
+"""Drift check logic: window, the aggregates written by the real log path (RequestLog -> moto SQS ->
+log_drain -> archive + aggregates on moto S3), statistics, decision, persistence and the HTML report."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
+from driftstack import aggregates as G
+from driftstack import archive as A
 from driftstack import drift as D
 from driftstack import features as F
+from driftstack import log_drain
 from driftstack import profile as P
 from driftstack import registry, report
-from driftstack.serving.request_log import archive_key, iso, jsonl, make_record
+from driftstack.serving.request_log import LogSettings, RequestLog, iso, make_record, message, new_request_id
 from driftstack.traffic import make_trips
 
 BUCKET = "artifacts"
@@ -38,37 +41,56 @@ def reference():
     return prof
 
 
+LAYOUT = A.Layout(bucket=BUCKET, slot_minutes=5)
+SHA = "ab" * 32
+
+
 @pytest.fixture
 def aws(moto):
-    yield moto.bucket(BUCKET), moto.models_table(), moto.history_table()
+    s3 = moto.bucket(BUCKET)
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="log")["QueueUrl"]
+    yield s3, moto.models_table(), moto.history_table(), sqs, url
 
 
-def _champion(s3, models, prof, version="1", holdout_rmse=2.0):
-    prefix = registry.artifact_prefix("fare", "ab" * 32)
+def _run(aws, **kw):
+    s3, models = aws[0], aws[1]
+    return D.run_check(s3=s3, models_table=models, layout=LAYOUT, now=kw.pop("now", NOW), cfg=kw.pop("cfg", CFG), **kw)
+
+
+def _champion(s3, models, prof, version="1", holdout_rmse=2.0, sha=SHA):
+    prefix = registry.artifact_prefix("fare", sha)
     s3.put_object(Bucket=BUCKET, Key=prefix + registry.PROFILE_FILE, Body=json.dumps(prof).encode())
     s3.put_object(Bucket=BUCKET, Key=prefix + registry.METADATA_FILE,
                   Body=json.dumps({"metrics": {"holdout": {"rmse": holdout_rmse}}}).encode())
+    current = registry.read_pointer(models)
     return registry.write_pointer(models, model_name="fare", version=version, bucket=BUCKET, prefix=prefix,
-                                  sha256="ab" * 32, expected_version=None)
+                                  sha256=sha, expected_version=current.version if current else None)
 
 
-def _log(s3, trips, *, at, version="1", batch=50, bias=0.0, feedback=0):
-    """Write trips to the archive exactly like the predict function does (batches of ``batch``)."""
+def _log(aws, trips, *, at, version="1", batch=50, bias=0.0, feedback=0, sha=SHA):
+    """Log trips exactly like the predict function does (one message per call of ``batch`` trips),
+    give ``feedback`` of them their true fare, and drain the queue into the archive."""
+    s3, sqs, url = aws[0], aws[3], aws[4]
+    log = RequestLog(LogSettings(queue_url=url, layout=LAYOUT), sqs=sqs, s3=s3)
     ids = []
     for start in range(0, len(trips.features), batch):
-        ts = iso(at + timedelta(seconds=start / 100))
-        recs = [make_record(request_id=f"r{version}-{at:%H%M}-{start}-{i}", ts=ts, features=f, prediction=fare * 0.98 + 0.2 + bias,
-                            model_name="fare", model_version=version, latency_ms=1.0, batch_id=f"b{version}-{at:%H%M}-{start}")
+        when = at + timedelta(seconds=start / 100)
+        rid = new_request_id(when.timestamp())
+        recs = [make_record(request_id=f"{rid}.{i}", ts=iso(when), features=f, prediction=fare * 0.98 + 0.2 + bias,
+                            model_name="fare", model_version=version, model_sha=sha[:16], latency_ms=1.0,
+                            batch_id=rid)
                 for i, (f, fare) in enumerate(zip(trips.features[start:start + batch], trips.fares[start:start + batch]))]
-        s3.put_object(Bucket=BUCKET, Key=archive_key("requests/", recs), Body=jsonl(recs))
-        ids += [(r["request_id"], r["ts"], r["prediction"], fare) for r, fare in
-                zip(recs, trips.fares[start:start + batch])]
-    for rid, ts, pred, fare in ids[:feedback]:
-        fts = iso(at + timedelta(minutes=1))
-        doc = {"request_id": rid, "actual_fare": fare, "ts": fts, "request_ts": ts, "prediction": pred,
-               "model_version": version}
-        s3.put_object(Bucket=BUCKET, Key=f"feedback/dt={fts[:10]}/hour={fts[11:13]}/{rid}.json",
-                      Body=json.dumps(doc).encode())
+        log.write(recs)
+        ids += [(r["request_id"], fare) for r, fare in zip(recs, trips.fares[start:start + batch])]
+    fb = [A.make_feedback(request_id=rid, actual_fare=fare, ts=iso(at + timedelta(minutes=1)))
+          for rid, fare in ids[:feedback]]
+    if fb:
+        sqs.send_message(QueueUrl=url, MessageBody=message(A.FEEDBACK, fb))
+    report = log_drain.drain(sqs=sqs, s3=s3, layout=LAYOUT, queue_url=url,
+                             load_profile=log_drain.ProfileCache(s3, BUCKET))
+    assert report.complete and not report.errors
+    return report
 
 
 CFG = D.DriftConfig(window_minutes=60, period_minutes=5)
@@ -85,104 +107,92 @@ def test_window_is_floored_to_the_period_and_its_id_is_stable():
 
 
 def test_config_from_env_and_errors_name_the_field():
-    cfg = D.DriftConfig.from_env({"DRIFT_PSI_THRESHOLD": "0.3", "DRIFT_MIN_SAMPLES": "50",
-                                  "DRIFT_CHAMPION_ONLY": "false"})
-    assert cfg.psi_threshold == 0.3 and cfg.min_samples == 50 and cfg.champion_only is False
+    cfg = D.DriftConfig.from_env({"DRIFT_PSI_THRESHOLD": "0.3", "DRIFT_MIN_SAMPLES": "50"})
+    assert cfg.psi_threshold == 0.3 and cfg.min_samples == 50
     with pytest.raises(ValueError, match="min_samples"):
         D.DriftConfig.from_env({"DRIFT_MIN_SAMPLES": "many"})
     with pytest.raises(ValueError, match="psi_treshold"):
         D.DriftConfig.from_mapping({"psi_treshold": 1})
     with pytest.raises(ValueError, match="psi_threshold"):
         D.DriftConfig(psi_threshold=-1)
+    with pytest.raises(D.DriftCheckError, match="window_minutes=62 is not a multiple of the archive's 5-minute"):
+        D.check_alignment(D.DriftConfig(window_minutes=62, period_minutes=5), LAYOUT)
 
 
 def test_normal_traffic_is_no_drift(aws, reference):
-    s3, models, _ = aws
+    s3, models = aws[:2]
     _champion(s3, models, reference)
-    _log(s3, make_trips(1500, seed=2), at=NOW - timedelta(minutes=30))
-    doc = D.run_check(s3=s3, models_table=models, bucket=BUCKET, now=NOW, cfg=CFG)
+    _log(aws, make_trips(1500, seed=2), at=NOW - timedelta(minutes=30))
+    doc = _run(aws)
     assert doc["samples"] == 1500 and doc["status"] == D.NO_DRIFT and doc["trigger"] is False
     assert max(s["psi"] for s in doc["features"].values()) < 0.1
     assert doc["prediction"]["psi"] < 0.1
-    assert doc["io"]["objects"] == 30
+    assert doc["io"]["aggregates"] == 1    # 1,500 requests in 15 s: one slot, one small object read
 
 
 def test_drifted_traffic_triggers_with_the_drifted_features_named(aws, reference):
-    s3, models, _ = aws
+    s3, models = aws[:2]
     _champion(s3, models, reference)
-    _log(s3, make_trips(1500, seed=3, drift="covariate", month="2023-07"), at=NOW - timedelta(minutes=30))
-    doc = D.run_check(s3=s3, models_table=models, bucket=BUCKET, now=NOW, cfg=CFG)
+    _log(aws, make_trips(1500, seed=3, drift="covariate", month="2023-07"), at=NOW - timedelta(minutes=30))
+    doc = _run(aws)
     assert doc["status"] == D.DRIFT and doc["trigger"] is True
     assert {"trip_distance", "pickup_hour", "pickup_month"} <= set(doc["drifted_features"])
     assert any("features with PSI" in r for r in doc["reasons"])
 
 
 def test_few_samples_is_insufficient_data_even_when_drifted(aws, reference):
-    s3, models, _ = aws
+    s3, models = aws[:2]
     _champion(s3, models, reference)
-    _log(s3, make_trips(80, seed=4, drift="covariate", month="2023-07"), at=NOW - timedelta(minutes=10))
-    doc = D.run_check(s3=s3, models_table=models, bucket=BUCKET, now=NOW, cfg=CFG)
+    _log(aws, make_trips(80, seed=4, drift="covariate", month="2023-07"), at=NOW - timedelta(minutes=10))
+    doc = _run(aws)
     assert doc["samples"] == 80 and doc["status"] == D.INSUFFICIENT and doc["trigger"] is False
 
 
 def test_records_outside_the_window_or_from_another_version_are_not_compared(aws, reference):
-    s3, models, _ = aws
+    s3, models = aws[:2]
+    _champion(s3, models, reference, version="1", sha="cd" * 32)
     _champion(s3, models, reference, version="2")
     drifted = make_trips(600, seed=5, drift="covariate", month="2023-07")
-    _log(s3, drifted, at=NOW - timedelta(minutes=90))                 # before the window
-    _log(s3, drifted, at=NOW - timedelta(minutes=20), version="1")    # served by the old champion
-    _log(s3, make_trips(300, seed=6), at=NOW - timedelta(minutes=20), version="2")
-    doc = D.run_check(s3=s3, models_table=models, bucket=BUCKET, now=NOW, cfg=CFG)
+    _log(aws, drifted, at=NOW - timedelta(minutes=90))                 # before the window
+    _log(aws, drifted, at=NOW - timedelta(minutes=20), version="1", sha="cd" * 32)   # the old champion's
+    _log(aws, make_trips(300, seed=6), at=NOW - timedelta(minutes=20), version="2")
+    doc = _run(aws)
     assert doc["requests_in_window"] == 900 and doc["samples"] == 300 and doc["status"] == D.NO_DRIFT
-    all_versions = D.run_check(s3=s3, models_table=models, bucket=BUCKET, now=NOW,
-                               cfg=D.DriftConfig(window_minutes=60, period_minutes=5, champion_only=False))
-    assert all_versions["samples"] == 900
-    assert len(all_versions["drifted_features"]) > len(doc["drifted_features"])
+    assert doc["versions_in_window"] == {"1": 600, "2": 300}
 
 
 def test_performance_drift_from_feedback_triggers(aws, reference):
-    s3, models, _ = aws
+    s3, models = aws[:2]
     _champion(s3, models, reference, holdout_rmse=1.0)
     # Same inputs, but the model is now off by 5 dollars: a concept change only feedback can show.
     trips = make_trips(400, seed=7)
-    _log(s3, trips, at=NOW - timedelta(minutes=30), bias=5.0, feedback=120)
+    _log(aws, trips, at=NOW - timedelta(minutes=30), bias=5.0, feedback=120)
     f = np.array(trips.fares[:120])
     expected = float(np.sqrt(np.mean((f * 0.98 + 5.2 - f) ** 2)))
-    doc = D.run_check(s3=s3, models_table=models, bucket=BUCKET, now=NOW,
-                      cfg=D.DriftConfig(window_minutes=60, period_minutes=5, prediction_psi_threshold=10))
+    doc = _run(aws, cfg=D.DriftConfig(window_minutes=60, period_minutes=5, prediction_psi_threshold=10))
     perf = doc["performance"]
     assert perf["labelled"] == 120 and perf["rmse"] == pytest.approx(expected, rel=1e-9) and perf["degraded"]
     assert doc["trigger"] and any("RMSE" in r for r in doc["reasons"])
     # Too little feedback: no verdict on performance.
-    few = D.performance({k: v[:10] for k, v in D.load_window(s3, BUCKET, D.window_for(NOW, CFG)).feedback.items()},
-                        {"rmse": 1.0}, "1", CFG)
+    few = D.performance(G.WindowCounts(version="1", labelled=10, sq_err_sum=250.0), {"rmse": 1.0}, CFG)
     assert few["labelled"] == 10 and few["enough"] is False and few["degraded"] is False
 
 
-def test_malformed_lines_are_counted_not_fatal(aws, reference):
-    s3, models, _ = aws
-    _champion(s3, models, reference)
-    _log(s3, make_trips(200, seed=8), at=NOW - timedelta(minutes=30))
-    s3.put_object(Bucket=BUCKET, Key="requests/dt=2026-11-23/hour=09/bad.jsonl", Body=b"{not json\n\n")
-    doc = D.run_check(s3=s3, models_table=models, bucket=BUCKET, now=NOW, cfg=CFG)
-    assert doc["samples"] == 200 and doc["io"]["skipped"] == {"malformed_line": 1}
-
-
 def test_no_champion_and_missing_profile(aws):
-    s3, models, _ = aws
-    doc = D.run_check(s3=s3, models_table=models, bucket=BUCKET, now=NOW, cfg=CFG)
+    s3, models = aws[:2]
+    doc = _run(aws)
     assert doc["status"] == D.NO_CHAMPION and not doc["trigger"]
     registry.write_pointer(models, model_name="fare", version="1", bucket=BUCKET, prefix="models/fare/x/",
                            sha256="0" * 64, expected_version=None)
     with pytest.raises(D.DriftCheckError, match="models/fare/x/profile.json"):
-        D.run_check(s3=s3, models_table=models, bucket=BUCKET, now=NOW, cfg=CFG)
+        _run(aws)
 
 
 def test_persist_writes_json_report_and_a_listable_history_item(aws, reference):
-    s3, models, history = aws
+    s3, models, history = aws[:3]
     _champion(s3, models, reference)
-    _log(s3, make_trips(500, seed=9, drift="covariate", month="2023-07"), at=NOW - timedelta(minutes=30))
-    doc = D.run_check(s3=s3, models_table=models, bucket=BUCKET, now=NOW, cfg=CFG)
+    _log(aws, make_trips(500, seed=9, drift="covariate", month="2023-07"), at=NOW - timedelta(minutes=30))
+    doc = _run(aws)
     D.persist(doc, s3=s3, bucket=BUCKET, history_table=history)
     key = doc["result_uri"].split(BUCKET + "/", 1)[1]
     stored = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())

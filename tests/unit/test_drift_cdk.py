@@ -62,7 +62,8 @@ def test_poll_loop_and_choices(approval_template):
 
 def test_schedule_env_and_grants(approval_template):
     res = approval_template["Resources"]
-    rule = next(r for r in res.values() if r["Type"] == "AWS::Events::Rule")
+    rule = next(r for r in res.values() if r["Type"] == "AWS::Events::Rule"
+                and "DriftCheck" in json.dumps(r["Properties"]["Targets"]))
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     fns = [r["Properties"] for r in res.values() if r["Type"] == "AWS::Lambda::Function"]
     decide = next(f for f in fns if f["Handler"] == "app.decide")

@@ -16,7 +16,9 @@ import pytest
 
 from driftstack import decision as D
 from driftstack import registry
-from driftstack.serving.request_log import archive_key, iso, jsonl, make_record, utc_now
+from driftstack import archive as A
+from driftstack import log_drain
+from driftstack.serving.request_log import LogSettings, RequestLog, iso, make_record, new_request_id, utc_now
 from driftstack.training_set import NotEnoughData
 from driftstack.traffic import make_trips
 
@@ -59,26 +61,29 @@ def _event(version="1"):
             "decision": {"outcome": "promote", "reasons": ["RMSE better"]}}
 
 
-def test_prepare_refuses_too_little_labelled_traffic_and_writes_the_labelled_set(app):
-    s3 = boto3.client("s3")
+def test_prepare_counts_feedback_from_the_aggregates_and_hands_spark_the_archive(app):
+    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    url = sqs.create_queue(QueueName="log")["QueueUrl"]
+    layout = A.Layout.from_env()
+    log = RequestLog(LogSettings(queue_url=url, layout=layout), sqs=sqs, s3=s3)
     trips = make_trips(250, month="2023-07", drift="both", seed=5)
     now = utc_now() - timedelta(minutes=5)
-    recs = [make_record(request_id=f"r{i}", ts=iso(now), features=f, prediction=10.0, model_name="fare",
-                        model_version="1", latency_ms=1.0, batch_id="b") for i, f in enumerate(trips.features)]
-    s3.put_object(Bucket=BUCKET, Key=archive_key("requests/", recs), Body=jsonl(recs))
+    recs = [make_record(request_id=new_request_id(now.timestamp()), ts=iso(now), features=f, prediction=10.0,
+                        model_name="fare", model_version="1", model_sha="a" * 16, latency_ms=1.0)
+            for f in trips.features]
+    for r in recs:
+        log.write([r])
     for r, fare in list(zip(recs, trips.fares))[:150]:
-        s3.put_object(Bucket=BUCKET, Key=f"feedback/dt={iso(now)[:10]}/hour={iso(now)[11:13]}/{r['request_id']}.json",
-                      Body=json.dumps({"request_id": r["request_id"], "actual_fare": fare, "request_ts": r["ts"],
-                                       "prediction": 10.0, "model_version": "1"}).encode())
-    with pytest.raises(NotEnoughData, match="150 valid labelled rows < 200"):
+        log.record_feedback(r["request_id"], fare)
+    log_drain.drain(sqs=sqs, s3=s3, layout=layout, queue_url=url, load_profile=lambda *_: None)
+    with pytest.raises(NotEnoughData, match="150 requests with feedback < 200 \\(250 requests"):
         app.prepare(_event(), Ctx())
     out = app.prepare({**_event(), "data": {"min_labelled": 100}}, Ctx())
-    assert out["labelled"]["rows_out"] == 150
-    body = s3.get_object(Bucket=BUCKET, Key="retrain/run-1/labelled.jsonl")["Body"].read().decode().splitlines()
-    row = json.loads(body[0])
-    assert len(body) == 150 and row["fare_amount"] > 0 and row["ts"] and isinstance(row["RatecodeID"], str)
+    assert out["labelled"] == {"labelled": 150, "requests": 250, "slots": 1}
     spec = json.loads(s3.get_object(Bucket=BUCKET, Key=out["spec_key"])["Body"].read())
-    assert spec["labelled_uri"].endswith("labelled.jsonl") and spec["champion"]["version"] == "1"
+    arch = spec["archive"]
+    assert arch["bucket"] == BUCKET and arch["slot_minutes"] == 5 and arch["min_rows"] == 100
+    assert arch["read"] == "direct" and set(arch["window"]) == {"start", "end"} and spec["champion"]["version"] == "1"
 
 
 def test_promote_is_a_conditional_write_a_concurrent_promotion_wins(app):

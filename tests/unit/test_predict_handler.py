@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from datetime import timedelta
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +21,9 @@ from driftstack import encoding
 from driftstack import features as fc
 from driftstack.registry import PointerConflict, read_pointer, write_pointer
 from driftstack.schema import example_features
-from driftstack.serving.request_log import LogSettings, query_window, read_archive, table_definition, utc_now
+from driftstack import archive as A
+from driftstack import log_drain
+from driftstack.serving.request_log import utc_now
 from driftstack.serving.toy_model import build_toy_model, publish
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,22 +53,20 @@ def call(app, e: dict) -> tuple[int, dict, dict]:
     return resp["statusCode"], json.loads(resp["body"]), headers
 
 
+LAYOUT = A.Layout(bucket=BUCKET)
+
+
 @pytest.fixture
 def aws_env(moto, monkeypatch):
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_DEV", "false")
     s3 = moto.bucket(BUCKET)
     moto.models_table(MODELS)
-    ddb = boto3.client("dynamodb")
-    ddb.create_table(**table_definition(LOG_TABLE))
     sqs = boto3.client("sqs")
-    queue_url = sqs.create_queue(QueueName="request-log-fallback")["QueueUrl"]
-    for k, v in {"MODELS_TABLE": MODELS, "REQUEST_LOG_TABLE": LOG_TABLE, "ARTIFACT_BUCKET": BUCKET,
-                 "FALLBACK_QUEUE_URL": queue_url}.items():
+    queue_url = sqs.create_queue(QueueName="request-log")["QueueUrl"]
+    for k, v in {"MODELS_TABLE": MODELS, "ARTIFACT_BUCKET": BUCKET, "LOG_QUEUE_URL": queue_url}.items():
         monkeypatch.setenv(k, v)
-    yield SimpleNamespace(s3=s3, ddb=ddb, sqs=sqs, queue_url=queue_url,
-                          models=boto3.resource("dynamodb").Table(MODELS),
-                          settings=LogSettings(table=LOG_TABLE, bucket=BUCKET, queue_url=queue_url))
+    yield SimpleNamespace(s3=s3, sqs=sqs, queue_url=queue_url, models=boto3.resource("dynamodb").Table(MODELS))
 
 
 def load_app(name: str = "predict"):
@@ -86,7 +87,6 @@ def champion(aws_env):
 def app(aws_env, champion):
     module = load_app()
     yield module
-    module.REQUEST_LOG.close()
 
 
 def expected(blob: bytes, rows: list[dict]) -> np.ndarray:
@@ -94,8 +94,19 @@ def expected(blob: bytes, rows: list[dict]) -> np.ndarray:
     return sess.run(["prediction"], encoding.encode(rows))[0].reshape(-1)
 
 
-def log_item(aws_env, request_id: str) -> dict | None:
-    return aws_env.ddb.get_item(TableName=LOG_TABLE, Key={"request_id": {"S": request_id}}).get("Item")
+def archived(aws_env, kind: str = A.REQUESTS) -> dict[str, dict]:
+    """Drain the log queue (as the archiver does) and return the archive's records by request id."""
+    log_drain.drain(sqs=aws_env.sqs, s3=aws_env.s3, layout=LAYOUT, queue_url=aws_env.queue_url,
+                    load_profile=log_drain.ProfileCache(aws_env.s3, BUCKET))
+    now = utc_now()
+    return {r["request_id"]: r for r in A.read_records(aws_env.s3, LAYOUT, kind, now - timedelta(hours=1),
+                                                        now + timedelta(minutes=1))}
+
+
+def queued(aws_env) -> list[dict]:
+    msgs = aws_env.sqs.receive_message(QueueUrl=aws_env.queue_url, MaxNumberOfMessages=10,
+                                       VisibilityTimeout=0)["Messages"]
+    return [json.loads(m["Body"]) for m in msgs]
 
 
 # ------------------------------------------------------------------ predict
@@ -110,20 +121,13 @@ def test_single_prediction_is_served_and_logged(app, aws_env, champion):
     assert body["latency_ms"] > 0 and "item_ids" not in body
     assert headers["content-type"] == "application/json"
 
-    item = log_item(aws_env, body["request_id"])
-    assert item is not None, "prediction was not logged to DynamoDB"
-    assert float(item["prediction"]["N"]) == pytest.approx(body["predicted_fare"], abs=1e-4)
-    assert item["model_version"]["S"] == "1"
-    assert item["features"]["M"]["pickup_borough"]["S"] == feats["pickup_borough"]
-    assert item["time_bucket"]["S"] == item["ts"]["S"][:13]
-    assert int(item["expires_at"]["N"]) > utc_now().timestamp() + 29 * 86400  # default TTL 30 days
-
-    now = utc_now()
-    window = list(query_window(aws_env.ddb, aws_env.settings, now.replace(minute=0, second=0), now))
-    assert [r["request_id"] for r in window] == [body["request_id"]]
-    archived = list(read_archive(aws_env.s3, aws_env.settings, now.replace(minute=0, second=0), now))
-    assert [r["request_id"] for r in archived] == [body["request_id"]]
-    assert archived[0]["features"] == feats
+    msgs = queued(aws_env)       # one message, sent before the response
+    assert len(msgs) == 1 and msgs[0]["records"][0]["request_id"] == body["request_id"]
+    assert A.request_time(body["request_id"]) is not None     # our ids carry their time
+    rec = archived(aws_env)[body["request_id"]]
+    assert rec["prediction"] == pytest.approx(body["predicted_fare"], abs=1e-4)
+    assert rec["model_version"] == "1" and rec["model_sha"] == champion.sha256[:16]
+    assert rec["features"] == feats and "client_request_id" not in rec
 
 
 def test_batch_prediction_logs_every_instance(app, aws_env, champion):
@@ -133,14 +137,13 @@ def test_batch_prediction_logs_every_instance(app, aws_env, champion):
     instances = json.loads(e["body"])["instances"]
     assert body["predicted_fare"] == pytest.approx(expected(champion.blob, instances).tolist(), abs=1e-4)
     assert len(body["item_ids"]) == len(instances) == 3
+    assert len(queued(aws_env)) == 1                                        # one message per call
+    logged = archived(aws_env)
     for item_id, pred in zip(body["item_ids"], body["predicted_fare"]):
-        item = log_item(aws_env, item_id)
-        assert item["batch_id"]["S"] == body["request_id"]
-        assert float(item["prediction"]["N"]) == pytest.approx(pred, abs=1e-4)
+        assert logged[item_id]["batch_id"] == body["request_id"]
+        assert logged[item_id]["prediction"] == pytest.approx(pred, abs=1e-4)
     keys = [o["Key"] for o in aws_env.s3.list_objects_v2(Bucket=BUCKET, Prefix="requests/")["Contents"]]
-    assert len(keys) == 1 and keys[0].endswith(f"-{body['request_id']}.jsonl")  # one object per call
-    lines = aws_env.s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read().decode().splitlines()
-    assert [json.loads(x)["request_id"] for x in lines] == body["item_ids"]
+    assert len(keys) == 1 and keys[0].endswith(".jsonl.gz")                  # one object per time slot
 
 
 def test_large_batch_of_1000(app, aws_env):
@@ -148,7 +151,8 @@ def test_large_batch_of_1000(app, aws_env):
     code, body, _ = call(app, event("predict_single", {"instances": rows}))
     assert code == 200, body
     assert len(body["predicted_fare"]) == 1000
-    assert aws_env.ddb.scan(TableName=LOG_TABLE, Select="COUNT")["Count"] == 1000
+    assert len(queued(aws_env)) >= 2                  # split under the SQS message limit
+    assert len(archived(aws_env)) == 1000
 
 
 def test_bad_input_names_every_field(app):
@@ -293,29 +297,27 @@ def test_no_model_is_503(aws_env):
 
 # ------------------------------------------------------------------ feedback
 
-def test_feedback_attaches_ground_truth(app, aws_env):
+def test_feedback_is_accepted_and_joined_with_its_prediction(app, aws_env):
     _, pred, _ = call(app, event("predict_single"))
     code, body, _ = call(app, event("feedback", {"request_id": pred["request_id"], "actual_fare": 41.5}))
-    assert code == 200, body
-    assert body["predicted_fare"] == pytest.approx(pred["predicted_fare"], abs=1e-4)
-    item = log_item(aws_env, pred["request_id"])
-    assert float(item["actual_fare"]["N"]) == 41.5 and "feedback_ts" in item
-    keys = [o["Key"] for o in aws_env.s3.list_objects_v2(Bucket=BUCKET, Prefix="feedback/")["Contents"]]
-    assert len(keys) == 1
-    doc = json.loads(aws_env.s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read())
-    assert doc["request_id"] == pred["request_id"] and doc["actual_fare"] == 41.5
+    assert code == 202, body
+    assert body["status"] == "accepted" and body["actual_fare"] == 41.5 and body["request_ts"][:10] == utc_now().isoformat()[:10]
+    fb = archived(aws_env, A.FEEDBACK)[pred["request_id"]]
+    assert fb["actual_fare"] == 41.5
+    joined = A.with_feedback(archived(aws_env).values(), [fb])
+    assert [r["actual_fare"] for r in joined] == [41.5]
 
 
 def test_feedback_for_batch_item(app, aws_env):
     _, pred, _ = call(app, event("predict_batch"))
     code, _, _ = call(app, event("feedback", {"request_id": pred["item_ids"][1], "actual_fare": 70.0}))
-    assert code == 200
-    assert float(log_item(aws_env, pred["item_ids"][1])["actual_fare"]["N"]) == 70.0
+    assert code == 202
+    assert archived(aws_env, A.FEEDBACK)[pred["item_ids"][1]]["actual_fare"] == 70.0
 
 
 def test_feedback_unknown_id_is_404_and_invalid_is_422(app):
     code, body, _ = call(app, event("feedback_unknown"))
-    assert code == 404 and "no-such-request" in body["message"]
+    assert code == 404 and "no-such-request" in body["message"] and "not issued by this API" in body["message"]
     code, body, _ = call(app, event("feedback", {"request_id": "x", "actual_fare": -1}))
     assert code == 422 and body["errors"][0]["field"] == "actual_fare"
 
@@ -482,58 +484,42 @@ def test_cold_start_when_the_previous_champion_fails_too_is_503(aws_env, champio
 
 # ------------------------------------------------------------------ request log failures
 
-def test_dynamodb_failure_goes_to_fallback_and_health_says_so(app, aws_env):
+def test_a_failing_queue_spills_to_s3_and_health_says_so(app, aws_env):
     def reject(**_):
         from botocore.exceptions import ClientError
-        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
-                          "PutItem")
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "SendMessage")
 
-    app.REQUEST_LOG._ddb.put_item = reject
+    app.REQUEST_LOG._sqs.send_message = reject
     code, body, _ = call(app, event("predict_single"))
     assert code == 200, body
-    assert log_item(aws_env, body["request_id"]) is None
-    msgs = aws_env.sqs.receive_message(QueueUrl=aws_env.queue_url, MaxNumberOfMessages=10)["Messages"]
-    assert len(msgs) == 1
-    msg = json.loads(msgs[0]["Body"])
-    assert msg["sinks"] == ["dynamodb"] and msg["records"][0]["request_id"] == body["request_id"]
+    spilled = aws_env.s3.list_objects_v2(Bucket=BUCKET, Prefix=LAYOUT.spill_prefix)["Contents"]
+    assert len(spilled) == 1
     _, health, _ = call(app, event("health"))
     assert health["status"] == "degraded" and health["log_sink_healthy"] is False
-    assert any("ProvisionedThroughputExceeded" in r for r in health["degraded_reasons"])
+    assert any("ThrottlingException" in r for r in health["degraded_reasons"])
+    archiver = load_app("log_archiver")
+    out = archiver.handler({}, Ctx())
+    assert out["spilled_objects"] == 1 and out["requests"] == 1
+    assert body["request_id"] in archived(aws_env)
+    assert "Contents" not in aws_env.s3.list_objects_v2(Bucket=BUCKET, Prefix=LAYOUT.spill_prefix)
 
-    replay = load_app("replay_log")
-    out = replay.handler({"Records": [_sqs_record(m) for m in msgs]}, Ctx())
-    assert out == {"batchItemFailures": []}
-    assert log_item(aws_env, body["request_id"]) is not None
 
-
-def test_every_sink_down_is_503_not_an_unlogged_prediction(app):
+def test_queue_and_spill_down_is_503_not_an_unlogged_prediction(app):
     def boom(**_):
         raise ConnectionError("down")
 
-    app.REQUEST_LOG._ddb.put_item = boom
     app.REQUEST_LOG._s3.put_object = boom
     app.REQUEST_LOG._sqs.send_message = boom
     code, body, _ = call(app, event("predict_single"))
     assert code == 503 and "request log unavailable" in body["message"]
 
 
-def test_replay_reports_bad_messages_individually(app, aws_env):
-    replay = load_app("replay_log")
-    good = {"v": 1, "kind": "requests", "sinks": ["dynamodb"], "key": "requests/x.jsonl", "records": [
-        {"request_id": "r-1", "ts": "2026-11-23T04:00:00.000000Z", "features": example_features(),
-         "prediction": 12.5, "model_name": "taxi-fare", "model_version": "1", "latency_ms": 0.2}]}
-    records = [_sqs_record({"MessageId": "ok", "Body": json.dumps(good), "ReceiptHandle": "h1"}),
-               _sqs_record({"MessageId": "bad", "Body": "{not json", "ReceiptHandle": "h2"})]
-    out = replay.handler({"Records": records}, Ctx())
-    assert out == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
-    assert log_item(aws_env, "r-1") is not None
-
-
-def _sqs_record(msg: dict) -> dict:
-    return {"messageId": msg["MessageId"], "receiptHandle": msg["ReceiptHandle"], "body": msg["Body"],
-            "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "",
-            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:request-log-fallback",
-            "awsRegion": "us-east-1"}
+def test_client_request_id_is_logged_beside_ours(app, aws_env):
+    e = event("predict_single")
+    e["headers"]["X-Request-Id"] = "client-abc-123"
+    code, body, _ = call(app, e)
+    assert code == 200 and body["request_id"] != "client-abc-123"
+    assert archived(aws_env)[body["request_id"]]["client_request_id"] == "client-abc-123"
 
 
 def test_sample_events_cover_the_api():

@@ -89,7 +89,7 @@ def test_rollout_start_names_a_missing_artifact(stack):
 def test_traffic_figures_come_from_the_predict_functions_metrics(stack):
     outputs, _, _ = stack
     assert ops_cli.collect(outputs)["traffic"] == {
-        "minutes": 60, "requests": 0, "errors": 0, "validation_errors": 0, "no_model": 0, "log_fallbacks": 0,
+        "minutes": 60, "requests": 0, "errors": 0, "validation_errors": 0, "no_model": 0, "log_spills": 0,
         "latency_ms_avg": None, "latency_ms_max": None}
     cw = boto3.client("cloudwatch")
     dims = [{"Name": "service", "Value": "driftstack-predict"}]

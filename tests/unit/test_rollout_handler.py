@@ -10,12 +10,11 @@ import random
 
 import numpy as np
 import pytest
-from test_predict_handler import BUCKET, aws_env, call, champion, event, expected, load_app, log_item  # noqa: F401
+from test_predict_handler import BUCKET, archived, aws_env, call, champion, event, expected, load_app  # noqa: F401
 
 from driftstack.registry import read_pointer
 from driftstack.schema import example_features
 from driftstack.serving import rollout as ro
-from driftstack.serving.request_log import from_item
 from driftstack.serving.toy_model import build_toy_model, publish
 
 
@@ -55,18 +54,23 @@ def app(aws_env, champion):  # noqa: F811 - the predict app, created after the t
         made.append(load_app())
         return made[-1]
     yield make
-    for m in made:
-        m.REQUEST_LOG.close()
 
 
 def record(aws_env, rid: str) -> dict:
-    return from_item(log_item(aws_env, rid))
+    """The archived record of a request, by our id, or the latest sent with the client's X-Request-Id
+    (a replayed request is served, and so logged, again)."""
+    logged = archived(aws_env)
+    if rid in logged:
+        return logged[rid]
+    found = sorted((r for r in logged.values() if r.get("client_request_id") == rid), key=lambda r: r["ts"])
+    assert found, f"no record for client request id {rid}"
+    return found[-1]
 
 
 # ---------------------------------------------------------------- shadow
 
 def _strip(body: dict) -> dict:
-    return {k: v for k, v in body.items() if k != "latency_ms"}
+    return {k: v for k, v in body.items() if k not in ("latency_ms", "request_id")}
 
 
 def test_shadow_responses_identical_and_both_predictions_logged(aws_env, champion, app):  # noqa: F811

@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "cdk"))
 cdk = pytest.importorskip("aws_cdk")
 from aws_cdk.assertions import Match, Template  # noqa: E402
 
-from driftstack.serving.request_log import GSI_NAME, table_definition  # noqa: E402
+from driftstack import archive  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,35 +24,39 @@ def template(cdk_stack):
 
 def _functions(template):
     return {k: v["Properties"] for k, v in template.find_resources("AWS::Lambda::Function").items()
-            if "Predict" in k or "ReplayLog" in k}
+            if "Predict" in k or "LogArchiver" in k}
 
 
-def test_functions_python312_with_both_layers(template):
+def test_functions_python312_with_both_layers_and_the_archive_layout(template):
     fns = _functions(template)
     assert len(fns) == 2
     for props in fns.values():
         assert props["Runtime"] == "python3.12" and props["Handler"] == "app.handler"
         assert len(props["Layers"]) == 2
         env = props["Environment"]["Variables"]
-        assert {"MODELS_TABLE", "REQUEST_LOG_TABLE", "ARTIFACT_BUCKET", "FALLBACK_QUEUE_URL"} <= set(env)
+        assert {"MODELS_TABLE", "LOG_QUEUE_URL", "ARTIFACT_BUCKET", "ARCHIVE_SLOT_MINUTES"} <= set(env)
+        assert archive.Layout.from_env({k: v if isinstance(v, str) else "b" for k, v in env.items()}).slot_minutes == 5
         assert props["TracingConfig"] == {"Mode": "Active"}
 
 
-def test_request_log_table_matches_the_code(template):
-    want = table_definition("x")
-    template.has_resource_properties("AWS::DynamoDB::Table", {
-        "KeySchema": want["KeySchema"],
-        "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
-        "GlobalSecondaryIndexes": [Match.object_like({
-            "IndexName": GSI_NAME, "KeySchema": want["GlobalSecondaryIndexes"][0]["KeySchema"]})],
-    })
-
-
-def test_fallback_queue_has_dlq_and_replay_reports_item_failures(template):
+def test_no_table_per_request_one_queue_with_a_dlq_and_a_scheduled_archiver(template):
+    tables = template.find_resources("AWS::DynamoDB::Table")
+    assert not any("RequestLog" in k for k in tables)       # no DynamoDB write per prediction
     template.has_resource_properties("AWS::SQS::Queue", {
         "RedrivePolicy": Match.object_like({"maxReceiveCount": 5})})
-    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {
-        "FunctionResponseTypes": ["ReportBatchItemFailures"], "BatchSize": 10})
+    template.resource_count_is("AWS::Lambda::EventSourceMapping", 0)
+    rules = [v["Properties"] for v in template.find_resources("AWS::Events::Rule").values()
+             if "LogArchiver" in json.dumps(v["Properties"].get("Targets", []))]
+    assert len(rules) == 1 and rules[0]["ScheduleExpression"] == "rate(5 minutes)"
+
+
+def test_slots_must_divide_an_hour_and_drift_windows_must_be_whole_slots(cdk_stack):
+    with pytest.raises(ValueError, match="archive_slot_minutes must divide 60"):
+        cdk_stack(archive_slot_minutes=7)
+    with pytest.raises(ValueError, match="drift_window_minutes=12 must be a multiple of archive_slot_minutes=5"):
+        cdk_stack(archive_slot_minutes=5, drift_window_minutes=12)
+    from driftstack_cdk.serving import default_slot_minutes
+    assert default_slot_minutes(None, None) == 5 and default_slot_minutes(1, 10) == 1 and default_slot_minutes(60, 12) == 4
 
 
 def test_api_requires_key_and_has_throttled_usage_plan(template):
@@ -62,7 +66,7 @@ def test_api_requires_key_and_has_throttled_usage_plan(template):
         "Throttle": {"RateLimit": Match.any_value(), "BurstLimit": Match.any_value()}})
     template.resource_count_is("AWS::ApiGateway::UsagePlanKey", 1)
     outputs = template.to_json()["Outputs"]
-    assert {"ApiId", "ApiStage", "ApiKeyId", "RequestLogTableName", "PredictFunctionName"} <= set(outputs)
+    assert {"ApiId", "ApiStage", "ApiKeyId", "LogQueueUrl", "PredictFunctionName", "ArchiverFunctionName"} <= set(outputs)
 
 
 def test_least_privilege(template):
@@ -72,14 +76,15 @@ def test_least_privilege(template):
     for stmt in predict["Properties"]["PolicyDocument"]["Statement"]:
         acts = stmt["Action"]
         actions |= set([acts] if isinstance(acts, str) else acts)
-    assert "dynamodb:GetItem" in actions and "dynamodb:PutItem" in actions
-    forbidden = {"dynamodb:*", "s3:*", "dynamodb:Scan", "dynamodb:DeleteItem", "s3:DeleteObject*", "sqs:*"}
+    assert "dynamodb:GetItem" in actions and "sqs:SendMessage" in actions
+    forbidden = {"dynamodb:*", "s3:*", "dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:PutItem", "s3:DeleteObject*",
+                 "sqs:*", "sqs:ReceiveMessage"}
     assert not actions & forbidden, actions & forbidden
     text = json.dumps(predict)
-    assert "/models/*" in text and "/requests/*" in text and "/feedback/*" in text
+    assert "/models/*" in text and "/log-spill/*" in text and "/requests/*" not in text
 
 
 def test_alarms_on_dlq_and_serving_metrics(template):
     alarms = [a["Properties"] for a in template.find_resources("AWS::CloudWatch::Alarm").values()]
     names = {a.get("MetricName") for a in alarms}
-    assert {"ApproximateNumberOfMessagesVisible", "ModelLoadFailures", "RequestLogFallbacks"} <= names
+    assert {"ApproximateNumberOfMessagesVisible", "ModelLoadFailures", "RequestLogSpills"} <= names
