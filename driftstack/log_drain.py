@@ -154,13 +154,17 @@ def drain(*, sqs, s3, layout: A.Layout, queue_url: str, load_profile: Callable[[
         list(pool.map(lambda slot: G.refresh(s3, layout, slot, load_profile), touched))
     report.slots = len(touched)
 
-    # Everything is stored: now the queue and the spill may forget it.
-    for i in range(0, len(done), 10):
-        batch = done[i:i + 10]
+    # Everything is stored: now the queue and the spill may forget it (deletes in parallel: a
+    # drain is bound by SQS round trips, not CPU).
+    def delete(batch: list[dict]) -> list[str]:
         resp = sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
             {"Id": str(j), "ReceiptHandle": m["ReceiptHandle"]} for j, m in enumerate(batch)])
-        for f in resp.get("Failed", []):   # it will be redelivered and merged again: harmless
-            report.errors.append(f"delete {f.get('Id')}: {f.get('Code')} {f.get('Message', '')}")
+        # a failed delete is redelivered and merged again: harmless
+        return [f"delete {f.get('Id')}: {f.get('Code')} {f.get('Message', '')}" for f in resp.get("Failed", [])]
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for errors in pool.map(delete, [done[i:i + 10] for i in range(0, len(done), 10)]):
+            report.errors += errors
     # Not ours to store: visible again at once (not held in flight), so each drain counts one more
     # receive and the queue's redrive policy moves it to the dead-letter queue.
     for m in rejected:

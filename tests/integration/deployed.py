@@ -12,10 +12,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import json
+from datetime import datetime, timedelta, timezone
+
 import boto3
 import requests
 
-from driftstack import deploy
+from driftstack import archive, deploy
 
 
 @dataclass
@@ -29,6 +32,7 @@ class Deployed:
     ddb: Any = field(default_factory=lambda: boto3.client("dynamodb"))
     lam: Any = field(default_factory=lambda: boto3.client("lambda"))
     sfn: Any = field(default_factory=lambda: boto3.client("stepfunctions"))
+    sqs: Any = field(default_factory=lambda: boto3.client("sqs"))
 
     @property
     def base(self) -> str:
@@ -56,6 +60,25 @@ class Deployed:
 
     def health(self) -> dict:
         return self.http.get(self.url("/health"), timeout=30).json()
+
+    # -- the request log
+    @property
+    def layout(self) -> archive.Layout:
+        return archive.Layout(bucket=self.bucket, slot_minutes=int(self.outputs["ArchiveSlotMinutes"]))
+
+    def archive_now(self) -> dict:
+        """Run the deployed log archiver now (what its schedule does); returns its drain report."""
+        resp = self.lam.invoke(FunctionName=self.outputs["ArchiverFunctionName"], Payload=b"{}")
+        payload = json.loads(resp["Payload"].read() or b"null")
+        assert not resp.get("FunctionError"), payload
+        return payload
+
+    def archived(self, kind: str = archive.REQUESTS, hours: float = 2.0) -> dict[str, dict]:
+        """Drain the log queue, then the archive's records of the last ``hours`` by request id."""
+        self.archive_now()
+        now = datetime.now(timezone.utc)
+        return {r["request_id"]: r for r in archive.read_records(
+            self.s3, self.layout, kind, now - timedelta(hours=hours), now + timedelta(minutes=5))}
 
 
 @contextmanager

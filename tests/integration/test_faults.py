@@ -1,17 +1,18 @@
 """Faults injected into the deployed stack on LocalStack (one deployment for the module).
 
-* request-log table unavailable: every record goes to the fallback queue and the replay Lambda
-  writes it to the table — count in (records served) = count out (items in the table);
+* log queue unavailable: every record spills to S3 and the log archiver merges it into the archive
+  — count in (records served) = count out (records in the archive);
+* log queue hanging (connections accepted, never answered): predictions are still answered (the
+  queue write gives up after the log timeout and spills) and every record reaches the archive;
+* the archiver run twice at once over the same queue: every record archived exactly once;
 * S3 unavailable at cold start (the champion's bucket does not exist): the pointer's previous
   champion serves (last known good; /health degraded naming the download, /model says which
   version serves); without a usable previous, 503 naming both refusals. Either way the function
   recovers by itself once the bucket and artifact appear (no redeploy);
 * S3 unreachable (connection refused: the function's S3 endpoint is a gate we close and open,
   tests/integration/netgate.py): a cold start is 503 naming the connection failure, the same
-  containers recover when S3 answers again; S3 down under a warm container: it keeps serving and
-  every record reaches the table and the archive (fallback queue + replay);
-* S3 hanging (connections accepted, never answered) under a warm container: predictions are still
-  answered (the archive write gives up after the log timeout) and every record reaches the archive;
+  containers recover when S3 answers again; S3 down under a warm container: it keeps serving, its
+  log (the queue) is unaffected, and every record reaches the archive;
 * pointer to a missing version (artifact key absent) while a model serves: refused, the previous
   model keeps serving, /health says why.
 Corrupt/truncated ONNX and a wrong sha256 on the deployed stack: test_serving_api.py
@@ -27,10 +28,12 @@ import time
 import uuid
 from urllib.parse import urlparse
 
-import boto3
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import requests
 
+from driftstack import archive
 from driftstack.registry import artifact_prefix, read_pointer, write_pointer
 from driftstack.schema import example_features
 from driftstack.serving.toy_model import build_toy_model, publish
@@ -76,12 +79,13 @@ def restore_env(api, env: dict) -> None:
     api.lam.get_waiter("function_updated_v2").wait(FunctionName=api.fn)
 
 
-def test_request_log_table_down_loses_nothing(api):
-    env = set_env(api, REQUEST_LOG_TABLE=f"missing-{uuid.uuid4().hex[:6]}")
+def test_log_queue_down_loses_nothing(api):
+    env = api.lam.get_function_configuration(FunctionName=api.fn)["Environment"]["Variables"]
+    set_env(api, LOG_QUEUE_URL=env["LOG_QUEUE_URL"].rsplit("/", 1)[0] + f"/missing-{uuid.uuid4().hex[:6]}")
     served: list[str] = []
     try:
         wait_for(lambda: predict(api, {"features": example_features()}).status_code == 200, what="reconfigured fn")
-        # The probe above was logged too (fallback): count it.
+        # (the probe above was logged too, through the spill)
         for i in range(25):
             r = predict(api, {"features": dict(example_features(), trip_distance=1.0 + i)})
             assert r.status_code == 200, r.text
@@ -92,14 +96,62 @@ def test_request_log_table_down_loses_nothing(api):
             served.extend(r.json()["item_ids"])
         h = api.health()
         assert h["log_sink_healthy"] is False and h["status"] == "degraded", h
+        assert any("spilled to S3" in x for x in h["degraded_reasons"]), h
     finally:
         restore_env(api, env)
 
     assert len(served) == 40
-    _wait_until_logged_everywhere(api, served)  # count in = count out
-    dlq = boto3.client("sqs").get_queue_attributes(QueueUrl=api.outputs["FallbackDlqUrl"],
-                                                   AttributeNames=["ApproximateNumberOfMessages"])
+    assert api.s3.list_objects_v2(Bucket=api.bucket, Prefix="log-spill/")["KeyCount"] >= 29
+    _wait_until_archived(api, served)  # count in = count out
+    assert api.s3.list_objects_v2(Bucket=api.bucket, Prefix="log-spill/")["KeyCount"] == 0
+    dlq = api.sqs.get_queue_attributes(QueueUrl=api.outputs["LogDlqUrl"], AttributeNames=["ApproximateNumberOfMessages"])
     assert dlq["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_log_queue_that_hangs_turns_into_the_spill_not_a_hung_request(api):
+    """SQS accepts connections and never answers: each queue write gives up after the function's
+    log timeout (LOG_TIMEOUT_SECONDS, 2 s, two attempts), the record spills to S3, the prediction is
+    answered (not held until API Gateway or the client gives up), and the archive gets every record."""
+    current = read_pointer(api.models)
+    with Gate(urlparse(api.endpoint).port) as sqs_gate:
+        sqs_gate.open()
+        env = set_env(api, AWS_ENDPOINT_URL_SQS=sqs_gate.url)   # a cold start through the open gate
+        try:
+            wait_for(lambda: predict(api, {"features": example_features()}).json().get("model_version")
+                     == current.version, timeout=90, what="the champion served with SQS through the gate")
+            sqs_gate.stall()
+            served, seconds = [], []
+            for i in range(5):
+                started = time.monotonic()
+                r = predict(api, {"features": dict(example_features(), trip_distance=3.0 + i)})
+                seconds.append(round(time.monotonic() - started, 1))
+                assert r.status_code == 200 and r.json()["model_version"] == current.version, r.text
+                served.append(r.json()["request_id"])
+            print(f"response times with the log queue hanging: {seconds} s")
+            h = api.health()
+            assert h["log_sink_healthy"] is False, h
+            assert any("sqs: " in x and "timeout" in x.lower() for x in h["degraded_reasons"]), h
+        finally:
+            restore_env(api, env)
+    _wait_until_archived(api, served)
+
+
+def test_the_archiver_run_twice_at_once_archives_each_record_once(api):
+    """Two archiver runs over the same queue at the same moment (a schedule and a drift check, or a
+    retried event): every record served is archived, none twice."""
+    served = []
+    for i in range(30):
+        r = predict(api, {"features": dict(example_features(), trip_distance=5.0 + i / 10)})
+        assert r.status_code == 200, r.text
+        served.append(r.json()["request_id"])
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda _: api.archive_now(), range(2)))
+    assert sum(rep["requests"] for rep in reports) >= 30, reports
+    _wait_until_archived(api, served)
+    bodies = [api.s3.get_object(Bucket=api.bucket, Key=o["Key"])["Body"].read()
+              for o in api.s3.list_objects_v2(Bucket=api.bucket, Prefix="requests/")["Contents"]]
+    ids = [r["request_id"] for body in bodies for r in archive.decode(body)]
+    assert len(ids) == len(set(ids)) and set(served) <= set(ids)
 
 
 def test_pointer_to_missing_version_keeps_previous_model(api):
@@ -207,8 +259,8 @@ def test_s3_unreachable_at_cold_start_is_503_then_recovers_and_loses_no_record(a
     S3 endpoint is a gate we close and open. Cold start with S3 down: the champion and its previous
     both fail to download -> 503 naming the connection failure. S3 returns: the same containers
     load the champion by themselves. S3 down again under a warm container: it keeps serving from
-    memory, and the archive records it cannot write go through the fallback queue to the replay
-    function, so every request id served is in the table and the archive (count in = count out)."""
+    memory and logging to its queue (S3 is not on the log's hot path), and every request id served
+    reaches the archive (count in = count out)."""
     current = read_pointer(api.models)
     with Gate(urlparse(api.endpoint).port) as s3_gate:          # closed: S3 is unreachable
         env = set_env(api, AWS_ENDPOINT_URL_S3=s3_gate.url)     # and a cold start
@@ -233,66 +285,20 @@ def test_s3_unreachable_at_cold_start_is_503_then_recovers_and_loses_no_record(a
                 assert r.status_code == 200 and r.json()["model_version"] == current.version, r.text
                 served.append(r.json()["request_id"])
             h = api.health()
-            assert h["log_sink_healthy"] is False and any("s3" in x.lower() for x in h["degraded_reasons"]), h
+            assert h["log_sink_healthy"] is True, h
         finally:
             restore_env(api, env)
 
     assert len(served) == 11
-    _wait_until_logged_everywhere(api, served)
+    _wait_until_archived(api, served)
 
 
-def test_s3_that_hangs_under_a_warm_container_turns_into_the_fallback_not_a_hung_request(api):
-    """S3 accepts connections and never answers: each archive write gives up after the function's
-    log timeout (LOG_TIMEOUT_SECONDS, 2 s, two attempts), the prediction is answered (not held until
-    API Gateway or the client gives up), and the records reach the archive through the fallback."""
-    current = read_pointer(api.models)
-    with Gate(urlparse(api.endpoint).port) as s3_gate:
-        s3_gate.open()
-        env = set_env(api, AWS_ENDPOINT_URL_S3=s3_gate.url)     # a cold start through the open gate
-        try:
-            wait_for(lambda: predict(api, {"features": example_features()}).json().get("model_version")
-                     == current.version, timeout=90, what="the champion served through the gate")
-            s3_gate.stall()
-            served, seconds = [], []
-            for i in range(5):
-                started = time.monotonic()
-                r = predict(api, {"features": dict(example_features(), trip_distance=3.0 + i)})
-                seconds.append(round(time.monotonic() - started, 1))
-                assert r.status_code == 200 and r.json()["model_version"] == current.version, r.text
-                served.append(r.json()["request_id"])
-            print(f"response times with S3 hanging: {seconds} s")
-            h = api.health()
-            assert h["log_sink_healthy"] is False, h
-            assert any("s3: " in x and "timeout" in x.lower() for x in h["degraded_reasons"]), h
-        finally:
-            restore_env(api, env)
-    _wait_until_logged_everywhere(api, served)
-
-
-def _wait_until_logged_everywhere(api, served: list[str]) -> None:
-    """Count in = count out: every request id answered 200 is in the request-log table and in the S3
-    archive (JSON Lines; a batch shares one object), once the fallback queue has been replayed."""
-    table = api.outputs["RequestLogTableName"]
-
-    def in_table() -> set[str]:
-        got = set()
-        for start in range(0, len(served), 100):  # BatchGetItem takes 100 keys
-            keys = [{"request_id": {"S": rid}} for rid in served[start:start + 100]]
-            resp = api.ddb.batch_get_item(RequestItems={table: {"Keys": keys, "ProjectionExpression": "request_id"}})
-            got.update(i["request_id"]["S"] for i in resp["Responses"][table])
-        return got
-
-    def archived() -> set[str]:
-        got = set()
-        for page in api.s3.get_paginator("list_objects_v2").paginate(Bucket=api.bucket, Prefix="requests/"):
-            for obj in page.get("Contents", []):
-                body = api.s3.get_object(Bucket=api.bucket, Key=obj["Key"])["Body"].read().decode()
-                got.update(json.loads(line)["request_id"] for line in body.splitlines() if line)
-        return got
-
+def _wait_until_archived(api, served: list[str]) -> None:
+    """Count in = count out: every request id answered 200 is in the S3 archive once the log
+    archiver has drained the queue and merged the spilled messages (a batch's items included)."""
     def missing() -> list[str]:
-        return sorted(set(served) - (in_table() & archived()))
-    wait_for(lambda: not missing(), timeout=120, interval=2, what="every served record in table and archive")
+        return sorted(set(served) - set(api.archived()))
+    wait_for(lambda: not missing(), timeout=120, interval=2, what="every served record in the archive")
 
 
 def _remove_bucket(s3, bucket: str) -> None:
