@@ -17,9 +17,12 @@ Part 1 — PSI for the 12 features (+ predictions), 1M reference rows vs 100K cu
             categoricals ("evidently, same bins").
   Agreement: ours (eps=0) vs numpy with the profile's bins, and vs Evidently on the same bins.
 
-Part 2 — the drift check end to end on LocalStack over N logged requests (archive written in the
-request log's own format, 500 records per object like batch predictions): read + compute + decide,
-then persist (JSON + HTML report + history item).
+Part 2 — the drift check end to end on LocalStack over N logged requests: the archive written in
+its real formats (per 5-minute slot of a 60-minute window: the gzip JSONL request and feedback
+objects and the slot's aggregate built by ``aggregates.build`` with the champion's profile, as the
+log archiver stores them; batches of 500 trips like batch predictions, 1 in 10 with feedback), then
+``drift.run_check`` (read the slots' aggregates + compute + decide) and ``drift.persist`` (JSON +
+HTML report + history item).
 """
 
 from __future__ import annotations
@@ -200,13 +203,65 @@ def _bin_index(entry, values) -> np.ndarray:
 
 # ---------------------------------------------------------------- part 2: end to end on LocalStack
 
+SLOT_MINUTES = 5        # the archive's default slot (cdk archive_slot_minutes)
+WINDOW_MINUTES = 60     # the benchmark's drift window: 12 slots
+BATCH = 500             # records per logged predict call (a batch request: one id, items <id>.<i>)
+FEEDBACK_EVERY = 10     # one logged trip in this many gets feedback (its fare)
+
+
+def write_window(s3, layout, end, trips, prof: dict, model: dict) -> dict:
+    """The window [end - WINDOW_MINUTES, end) holding every trip as logged predictions, in the
+    archive's real formats: per slot, the gzip JSONL request (and feedback) object
+    (``archive.encode`` at ``Layout.key``) and its aggregate (``aggregates.build`` with the
+    champion's profile, what the log archiver stores). Batches of BATCH trips spread evenly."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from driftstack import aggregates as G
+    from driftstack import archive as A
+
+    slots = layout.slots(end - timedelta(minutes=WINDOW_MINUTES), end)
+    n = len(trips.features)
+    starts = list(range(0, n, BATCH))
+    step = WINDOW_MINUTES * 60 / max(1, len(starts))
+    by_slot: dict = {s: ([], []) for s in slots}
+    for k, i in enumerate(starts):
+        t = slots[0] + timedelta(seconds=k * step)
+        rid, ts = A.new_request_id(t.timestamp()), A.iso(t)
+        recs, fbs = by_slot[layout.slot_of(t)]
+        for j, (f, fare) in enumerate(zip(trips.features[i:i + BATCH], trips.fares[i:i + BATCH])):
+            rec = A.make_record(request_id=f"{rid}.{j}", ts=ts, features=f, prediction=round(fare * 0.97 + 0.4, 4),
+                                latency_ms=1.0, batch_id=rid, **model)
+            recs.append(rec)
+            if (i + j) % FEEDBACK_EVERY == 0:
+                fbs.append(A.make_feedback(request_id=rec["request_id"], actual_fare=fare,
+                                           ts=A.iso(t + timedelta(minutes=1))))
+    out = {"records": 0, "feedback": 0, "objects": 0, "bytes": 0}
+    puts = []
+    for slot, (recs, fbs) in by_slot.items():
+        recs = A.merge_requests([], recs)          # the stored order: (ts, request_id)
+        fbs = A.merge_feedback([], fbs)
+        doc = G.build(slot, layout.slot_minutes, recs, fbs, lambda name, sha: prof)
+        puts.append((layout.key(A.AGGREGATES, slot), json.dumps(doc, separators=(",", ":"), sort_keys=True).encode(),
+                     "application/json"))
+        if recs:
+            puts.append((layout.key(A.REQUESTS, slot), A.encode(recs), "application/x-ndjson"))
+        if fbs:
+            puts.append((layout.key(A.FEEDBACK, slot), A.encode(fbs), "application/x-ndjson"))
+        out["records"] += len(recs)
+        out["feedback"] += len(fbs)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda p: s3.put_object(Bucket=layout.bucket, Key=p[0], Body=p[1], ContentType=p[2]), puts))
+    out["objects"], out["bytes"] = len(puts), sum(len(p[1]) for p in puts)
+    return out
+
+
 def bench_check(endpoint: str | None, logged: int, repeat: int) -> dict:
     import boto3
     from botocore.config import Config
 
+    from driftstack import archive as A
     from driftstack import drift, registry
     from driftstack import localstack_host as lh
-    from driftstack.serving.request_log import archive_key, iso, jsonl, make_record, utc_now
     from driftstack.traffic import make_trips
 
     started = None
@@ -234,41 +289,38 @@ def bench_check(endpoint: str | None, logged: int, repeat: int) -> dict:
                 for f in F.FEATURES}
         cols = {k: (v if F.BY_NAME[k].kind == "numeric" else np.array([F.category_token(x) for x in v], dtype=object))
                 for k, v in cols.items()}
-        prof = P.build_profile(cols, np.array(ref.fares))
-        prefix = registry.artifact_prefix("bench", "0" * 64)
+        prof = P.build_profile(cols, np.array(ref.fares) * 0.97 + 0.4)
+        sha = "0" * 64
+        prefix = registry.artifact_prefix("bench", sha)
         s3.put_object(Bucket=bucket, Key=prefix + registry.PROFILE_FILE, Body=json.dumps(prof).encode())
         s3.put_object(Bucket=bucket, Key=prefix + registry.METADATA_FILE,
                       Body=json.dumps({"metrics": {"holdout": {"rmse": 3.0}}}).encode())
         registry.write_pointer(models, model_name="bench", version="1", bucket=bucket, prefix=prefix,
-                               sha256="0" * 64, expected_version=None)
+                               sha256=sha, expected_version=None)
+        layout = A.Layout(bucket=bucket, slot_minutes=SLOT_MINUTES)
+        end = layout.slot_of(A.utc_now())      # a slot boundary: the window is whole slots
         trips = make_trips(logged, month="2023-07", drift="covariate", seed=3)
-        now = utc_now()
         t0 = time.perf_counter()
-        bodies = []
-        for i in range(0, logged, 500):
-            ts = iso(now)
-            recs = [make_record(request_id=f"b{i}.{j}", ts=ts, features=f, prediction=fare, model_name="bench",
-                                model_version="1", latency_ms=1.0, batch_id=f"b{i}")
-                    for j, (f, fare) in enumerate(zip(trips.features[i:i + 500], trips.fares[i:i + 500]))]
-            bodies.append((archive_key("requests/", recs), jsonl(recs)))
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda kb: s3.put_object(Bucket=bucket, Key=kb[0], Body=kb[1]), bodies))
+        written = write_window(s3, layout, end, trips, prof,
+                               {"model_name": "bench", "model_version": "1", "model_sha": sha[:16]})
         write_s = time.perf_counter() - t0
-        cfg = drift.DriftConfig(window_minutes=60, period_minutes=1)
-        at = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        cfg = drift.DriftConfig(window_minutes=WINDOW_MINUTES, period_minutes=SLOT_MINUTES)
         runs = []
         for _ in range(repeat):
             t0 = time.perf_counter()
-            doc = drift.run_check(s3=s3, models_table=models, bucket=bucket, now=at, cfg=cfg)
+            doc = drift.run_check(s3=s3, models_table=models, layout=layout, now=end, cfg=cfg)
             t1 = time.perf_counter()
             drift.persist(doc, s3=s3, bucket=bucket, history_table=history)
             t2 = time.perf_counter()
             runs.append({"read": doc["io"]["read_seconds"], "compute": doc["compute_ms"] / 1000,
                          "check": t1 - t0, "persist": t2 - t1, "total": t2 - t0})
         best = min(runs, key=lambda r: r["total"])
-        return {"logged": logged, "objects": doc["io"]["objects"], "mb": doc["io"]["bytes"] / 1e6,
-                "samples": doc["samples"], "status": doc["status"], "write_seconds": write_s, **best}
+        if doc["samples"] != written["records"]:
+            raise RuntimeError(f"the check saw {doc['samples']} samples, {written['records']} were written")
+        perf = doc.get("performance") or {}
+        return {"logged": logged, "aggregates": doc["io"]["aggregates"], "kb": doc["io"]["bytes"] / 1e3,
+                "samples": doc["samples"], "labelled": perf.get("labelled"), "rmse": perf.get("rmse"),
+                "status": doc["status"], "write_seconds": write_s, "written": written, **best}
     finally:
         if started is not None:
             lh.stop(started)
@@ -339,12 +391,16 @@ def main(argv=None) -> int:
     if not a.no_localstack:
         print(f"\ndrift check end to end on LocalStack over {a.logged:,} logged requests ...", flush=True)
         r = bench_check(a.endpoint, a.logged, max(1, a.repeat // 2))
-        print(f"{'stage':40s} {'seconds':>9s}")
-        for k, label in (("read", f"read archive ({r['objects']} objects, {r['mb']:.1f} MB)"),
+        print(f"{'stage':44s} {'seconds':>9s}")
+        for k, label in (("read", f"read aggregates ({r['aggregates']} objects, {r['kb']:.1f} kB)"),
                          ("compute", "compute PSI/KL/JS + decision"), ("check", "check total (read + compute)"),
                          ("persist", "persist (JSON + HTML report + history item)"), ("total", "end to end")):
-            print(f"{label:40s} {r[k]:9.2f}")
-        print(f"samples {r['samples']:,}, status {r['status']}; archive written in {r['write_seconds']:.1f}s")
+            print(f"{label:44s} {r[k]:9.2f}")
+        w = r["written"]
+        rmse = f"{r['rmse']:.2f}" if r["rmse"] is not None else "-"
+        print(f"samples {r['samples']:,} ({r['labelled']:,} labelled, window RMSE {rmse}), status {r['status']}; "
+              f"archive written in {r['write_seconds']:.1f}s ({w['records']:,} records, {w['feedback']:,} feedback, "
+              f"{w['objects']} objects, {w['bytes'] / 1e6:.1f} MB incl. building the aggregates)")
     return 0
 
 

@@ -141,15 +141,15 @@ def api_event(body: str) -> dict:
 
 @contextlib.contextmanager
 def moto_app(blob: bytes):
-    """functions/predict/app.py imported (= cold start) against moto, stdout to /dev/null."""
+    """functions/predict/app.py imported (= cold start) against moto, stdout to /dev/null.
+    The request log's queue (LOG_QUEUE_URL) is a moto queue; the handler's REQUEST_LOG is then
+    replaced by NullLog, so handler timings exclude the log write (measured by log_write_cost)."""
     import boto3
     from moto import mock_aws
 
-    from driftstack.serving.request_log import table_definition
-
-    saved = {k: os.environ.pop(k, None) for k in AWS_VARS}
+    saved = {k: os.environ.pop(k, None) for k in (*AWS_VARS, "LOG_QUEUE_URL", "REQUEST_LOG_TABLE")}
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-                      POWERTOOLS_TRACE_DISABLED="true", MODELS_TABLE="models", REQUEST_LOG_TABLE="log",
+                      POWERTOOLS_TRACE_DISABLED="true", MODELS_TABLE="models",
                       ARTIFACT_BUCKET="bench", MODEL_REFRESH_SECONDS="30")
     devnull = open(os.devnull, "w")
     real_stdout = sys.stdout
@@ -159,47 +159,54 @@ def moto_app(blob: bytes):
             ddb = boto3.client("dynamodb")
             ddb.create_table(TableName="models", AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST")
-            ddb.create_table(**table_definition("log"))
+            os.environ["LOG_QUEUE_URL"] = boto3.client("sqs").create_queue(QueueName="request-log")["QueueUrl"]
             publish(boto3.client("s3"), boto3.resource("dynamodb").Table("models"), "bench", blob, version="bench")
             sys.stdout = devnull  # Powertools' log handlers bind to stdout at import: keep them quiet
             spec = importlib.util.spec_from_file_location(f"predict_{uuid.uuid4().hex}",
                                                           ROOT / "functions" / "predict" / "app.py")
             app = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(app)
-            app.REQUEST_LOG.close()
             app.REQUEST_LOG = NullLog()
             yield app
     finally:
         sys.stdout = real_stdout
         devnull.close()
+        os.environ.pop("LOG_QUEUE_URL", None)
         for k, v in saved.items():
             if v is not None:
                 os.environ[k] = v
 
 
 def log_write_cost(endpoint: str, row: dict, n: int) -> list[float] | None:
-    """RequestLog.write of one record (DynamoDB PutItem + S3 PutObject, concurrent) on LocalStack."""
+    """RequestLog.write of one predict call's record on LocalStack: one SQS SendMessage to the log
+    queue (an S3 spill only if the queue fails: then this raises, the number would be wrong), with
+    the predict function's client settings (2 s per try, two tries)."""
     import boto3
+    from botocore import handlers
     from botocore.config import Config
 
-    from driftstack.serving.request_log import LogSettings, RequestLog, iso, make_record, table_definition, utc_now
+    from driftstack.archive import Layout
+    from driftstack.serving.request_log import LogSettings, RequestLog, iso, make_record, new_request_id, utc_now
 
     kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-    ddb = boto3.client("dynamodb", **kw)
-    s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}), **kw)
+    fn = Config(connect_timeout=2.0, read_timeout=2.0, retries={"total_max_attempts": 2, "mode": "standard"})
+    sqs = boto3.client("sqs", config=fn, **kw)
+    s3 = boto3.client("s3", config=fn.merge(Config(s3={"addressing_style": "path"})), **kw)
+    s3.meta.events.unregister("before-call.s3", handlers.add_expect_header)   # small_writes, as in the function
     name = f"bench-log-{uuid.uuid4().hex[:8]}"
-    ddb.create_table(**table_definition(name))
-    ddb.get_waiter("table_exists").wait(TableName=name)
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
     s3.create_bucket(Bucket=name)
-    log = RequestLog(LogSettings(table=name, bucket=name), dynamodb=ddb, s3=s3)
+    log = RequestLog(LogSettings(queue_url=queue_url, layout=Layout(bucket=name)), sqs=sqs, s3=s3)
     try:
         def once():
-            log.write([make_record(request_id=uuid.uuid4().hex, ts=iso(utc_now()), features=row, prediction=12.5,
-                                   model_name="m", model_version="1", latency_ms=0.2)])
+            result = log.write([make_record(request_id=new_request_id(), ts=iso(utc_now()), features=row,
+                                            prediction=12.5, model_name="m", model_version="1", model_sha="0" * 16,
+                                            latency_ms=0.2)])
+            if result.spilled or result.messages != 1:
+                raise RuntimeError(f"the log write did not go to the queue: {result}")
         return timed(once, n, warmup=10)
     finally:
-        log.close()
-        ddb.delete_table(TableName=name)
+        sqs.delete_queue(QueueUrl=queue_url)
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
             for obj in page.get("Contents", []):
                 s3.delete_object(Bucket=name, Key=obj["Key"])
@@ -372,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{us(handler_logged, 50) / h50:.2f}x"),
     ]
     if log_t:
-        rows.append(line("request-log write (DynamoDB+S3 on LocalStack, excluded above)", log_t))
+        rows.append(line("request-log write (SQS SendMessage on LocalStack, excluded above)", log_t))
     if spark_t:
         rows.append(line("Spark PipelineModel.transform, 1-row DataFrame", spark_t,
                          f"{us(spark_t, 50) / h50:.0f}x slower than handler"))
@@ -411,8 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append([c, res["n"], res["errors"], f"{res['p50']:.1f}", f"{res['p99']:.1f}", f"{res['rps']:.0f}",
                         res["first_error"]])
         print(f"  {c} clients: {res}", flush=True)
-    # Reference: GET /health does no DynamoDB/S3 write, so it shows what LocalStack's gateway and
-    # Lambda dispatch cost on this host without the request log.
+    # Reference: GET /health writes no request log (no SQS message), so it shows what LocalStack's
+    # gateway and Lambda dispatch cost on this host without the request log.
     ref = load(base, key, None, 8, min(10.0, args.seconds), path="/health")
     results.append(["8 (GET /health ref.)", ref["n"], ref["errors"], f"{ref['p50']:.1f}", f"{ref['p99']:.1f}",
                     f"{ref['rps']:.0f}", ref["first_error"]])

@@ -22,8 +22,13 @@ Steps:
 3. sustained: R for ``--period`` s (default 120) must still be good, else the next lower rate is tried.
 4. 2x: 2R for ``--period`` s: graceful means the excess gets 429 from the usage plan, and there are
    zero 5xx and zero transport errors (the p99 of the 200s is reported against ``--p99-ms``).
-5. log accounting: after the fallback queue drains, every request id answered 200 (warm-up included)
-   must be in the request-log table and in the S3 archive (or still owed by the DLQ): lost must be 0.
+5. log accounting: the log archiver (output ArchiverFunctionName) is invoked until the log queue
+   (LogQueueUrl) is empty and no spilled message is left under log-spill/; then the archive is read
+   with ``driftstack.archive.read_records`` over the test's time range: every request id answered
+   200 (warm-up included) must be there once (lost 0, duplicates 0: count in = count out); the
+   messages in the log's dead-letter queue (LogDlqUrl) are counted and must be 0 (records there are
+   never archived).  Records archived whose answer the client never saw (a client timeout) are
+   reported, not counted as lost.
 Prints a table; exit status 1 when the 2x step or the accounting is not graceful.
 """
 
@@ -37,6 +42,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,14 +50,14 @@ sys.path.insert(0, str(ROOT))
 
 import boto3  # noqa: E402
 import requests  # noqa: E402
+from botocore.config import Config  # noqa: E402
 from requests.adapters import HTTPAdapter  # noqa: E402
 
-from driftstack import deploy, localstack_host  # noqa: E402
+from driftstack import archive, deploy, localstack_host  # noqa: E402
 from driftstack.schema import example_features  # noqa: E402
 from driftstack.serving.toy_model import build_toy_model, publish  # noqa: E402
 
 STACK = "DriftstackLoad"
-ARCHIVE_PREFIX = "requests/"  # the stack's request archive (cdk/driftstack_cdk/serving.py)
 
 
 @dataclass
@@ -160,42 +166,76 @@ def graceful(step: Step) -> bool:
             and step.statuses.get(429, 0) > 0)
 
 
-def table_ids(ddb, table: str) -> set[str]:
-    ids, kw = set(), {}
+def queue_depth(sqs, url: str) -> int:
+    """Messages in the queue, visible or held by a consumer (in flight)."""
+    a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
+                                                               "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
+
+
+def spilled(s3, layout: archive.Layout) -> int:
+    """Log messages the predict function spilled to S3 (the queue refused them), not yet archived."""
+    resp = s3.list_objects_v2(Bucket=layout.bucket, Prefix=layout.spill_prefix, MaxKeys=1000)
+    return resp.get("KeyCount", len(resp.get("Contents", [])))
+
+
+@dataclass
+class Drained:
+    invocations: int = 0
+    messages: int = 0
+    requests: int = 0
+    spilled_objects: int = 0
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    queue_left: int = 0
+    spill_left: int = 0
+
+
+def drain_log(lam, function: str, sqs, queue_url: str, s3, layout: archive.Layout, timeout: float,
+              budget_seconds: float = 120.0) -> Drained:
+    """Invoke the log archiver (what its schedule does) until the log queue is empty and nothing
+    is left spilled, or ``timeout`` seconds pass. A message the archiver rejects becomes visible
+    again at once; after the queue's maxReceiveCount receives it moves to the DLQ, so this ends."""
+    out, t0 = Drained(), time.monotonic()
     while True:
-        resp = ddb.scan(TableName=table, ProjectionExpression="request_id", **kw)
-        ids.update(item["request_id"]["S"] for item in resp["Items"])
-        if "LastEvaluatedKey" not in resp:
-            return ids
-        kw["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        resp = lam.invoke(FunctionName=function, Payload=json.dumps({"budget_seconds": budget_seconds}).encode())
+        payload = json.loads(resp["Payload"].read() or b"null")
+        out.invocations += 1
+        if resp.get("FunctionError"):
+            out.errors.append(f"archiver failed: {(payload or {}).get('errorMessage', payload)}"[:300])
+        else:
+            for k in ("messages", "requests", "spilled_objects", "rejected"):
+                setattr(out, k, getattr(out, k) + int(payload.get(k, 0)))
+            out.errors += payload.get("errors", [])[:5]
+        out.queue_left, out.spill_left = queue_depth(sqs, queue_url), spilled(s3, layout)
+        if not (out.queue_left or out.spill_left) or time.monotonic() - t0 > timeout:
+            break
+        time.sleep(1)   # messages in flight (a scheduled run's) stay NotVisible until it deletes them
+    out.seconds = time.monotonic() - t0
+    return out
 
 
-def archive_ids(s3, bucket: str) -> set[str]:
-    """Request ids of the archived records: keys are requests/dt=../hour=../<compact ts>-<request id>.jsonl."""
-    ids = set()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=ARCHIVE_PREFIX):
-        for obj in page.get("Contents", []):
-            name = obj["Key"].rsplit("/", 1)[-1]
-            ids.add(name.split("-", 1)[1].removesuffix(".jsonl"))
-    return ids
+def archived_ids(s3, layout: archive.Layout, start: datetime, end: datetime) -> list[str]:
+    """Request ids of the archive's request records whose time lies in [start, end) (a list: a
+    duplicate would show as count out > count in)."""
+    return [r["request_id"] for r in archive.read_records(s3, layout, archive.REQUESTS, start, end)]
 
 
-def dlq_ids(sqs, url: str) -> set[str]:
-    """Request ids in fallback messages that reached the DLQ (peeked, left in place)."""
-    ids = set()
-    for _ in range(10):
+def dlq_contents(sqs, url: str) -> tuple[int, set[str]]:
+    """(messages in the log DLQ, request ids of the readable ones among them: peeked, left in place)."""
+    count = queue_depth(sqs, url)
+    ids: set[str] = set()
+    for _ in range(10 if count else 0):
         msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30).get("Messages", [])
         if not msgs:
             break
         for m in msgs:
-            ids.update(r["request_id"] for r in json.loads(m["Body"]).get("records", []))
-    return ids
-
-
-def queue_depth(sqs, url: str) -> int:
-    a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
-                                                               "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-    return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
+            try:
+                ids.update(r["request_id"] for r in json.loads(m["Body"]).get("records", []))
+            except (ValueError, AttributeError, KeyError, TypeError):
+                pass    # not a log message (that is why it is there)
+    return count, ids
 
 
 class Target:
@@ -275,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--burst-seconds", type=float, default=1.0,
                    help="API burst limit = rate x this (the usage plan's token bucket size)")
     p.add_argument("--workers", type=int, default=64)
+    p.add_argument("--drain-timeout", type=float, default=600.0,
+                   help="seconds to keep invoking the log archiver until the log queue is empty")
     p.add_argument("--keep", action="store_true", help="keep the stack (and LocalStack) afterwards")
     a = p.parse_args(argv)
     rates = sorted(float(x) for x in a.rates.split(","))
@@ -290,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     steps: list[Step] = []
     try:
         target.deploy(a.rate)
+        started = archive.utc_now() - timedelta(seconds=1)   # the test's time range starts here
         steps += target.warm_up()
 
         candidates = [a.rate] if a.rate else []
@@ -322,20 +365,25 @@ def main(argv: list[str] | None = None) -> int:
             steps.append(over)
             print(over.row(), over.error_kinds or "", flush=True)
 
-        # Log accounting: every 200 carries a request id that must reach the table and the archive.
+        # Log accounting: every 200 carries a request id that must reach the archive.
         out = target.out
+        ended = archive.utc_now() + timedelta(seconds=1)
         sqs = boto3.client("sqs", **target.creds)
-        deadline = time.monotonic() + 180
-        while queue_depth(sqs, out["FallbackQueueUrl"]) and time.monotonic() < deadline:
-            time.sleep(2)
-        served = {rid for s in steps for rid in s.request_ids}
-        in_table = served & table_ids(boto3.client("dynamodb", **target.creds), out["RequestLogTableName"])
-        s3 = boto3.client("s3", config=boto3.session.Config(s3={"addressing_style": "path"}), **target.creds)
-        in_archive = served & archive_ids(s3, out["BucketName"])
-        owed = served & dlq_ids(sqs, out["FallbackDlqUrl"])
-        pending = queue_depth(sqs, out["FallbackQueueUrl"])
-        lost_table = served - in_table - owed
-        lost_archive = served - in_archive - owed
+        s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}), **target.creds)
+        lam = boto3.client("lambda", config=Config(read_timeout=330, retries={"total_max_attempts": 1}),
+                           **target.creds)
+        layout = archive.Layout(bucket=out["BucketName"], slot_minutes=int(out["ArchiveSlotMinutes"]))
+        print(f"draining the log queue with {out['ArchiverFunctionName']} ...", flush=True)
+        drained = drain_log(lam, out["ArchiverFunctionName"], sqs, out["LogQueueUrl"], s3, layout,
+                            timeout=a.drain_timeout)
+        served = [rid for s in steps for rid in s.request_ids]
+        stored = archived_ids(s3, layout, started, ended)
+        served_set, stored_set = set(served), set(stored)
+        dlq_count, dlq_ids = dlq_contents(sqs, out["LogDlqUrl"])
+        lost = served_set - stored_set
+        unanswered = stored_set - served_set     # logged, but the client saw no 200 (e.g. its timeout)
+        duplicates = len(stored) - len(stored_set)
+        counts_match = len(served) == len(stored) and not lost and not duplicates
 
         print("\n" + HEADER)
         for s in steps:
@@ -350,17 +398,26 @@ def main(argv: list[str] | None = None) -> int:
                   f"{over.errors} transport errors -> {'graceful' if graceful(over) else 'NOT graceful'}; "
                   f"p99 of the 200s {over.pct(0.99):.0f} ms ({'within' if over.pct(0.99) <= a.p99_ms else 'above'} "
                   f"the {a.p99_ms:g} ms bound)")
-        print(f"log accounting: {len(served)} request ids answered 200; in the request-log table "
-              f"{len(in_table)}, in the S3 archive {len(in_archive)}, owed by the DLQ {len(owed)}, "
-              f"fallback queue still holding {pending} message(s); records lost: table {len(lost_table)}, "
-              f"archive {len(lost_archive)}")
-        if lost_table or lost_archive:
-            print("  lost ids (first 5):", sorted(lost_table | lost_archive)[:5])
+        print(f"log archiver: {drained.invocations} invocation(s) in {drained.seconds:.0f} s archived "
+              f"{drained.messages} message(s) ({drained.requests} request records, {drained.spilled_objects} "
+              f"spilled object(s) merged, {drained.rejected} rejected); left: log queue {drained.queue_left} "
+              f"message(s), spill {drained.spill_left} object(s)" + (f"; errors {drained.errors[:3]}"
+                                                                     if drained.errors else ""))
+        print(f"log accounting ({archive.iso(started)} .. {archive.iso(ended)}): {len(served)} request ids "
+              f"answered 200 (count in), {len(stored)} request records in the archive (count out) -> "
+              f"{'equal' if counts_match else 'NOT equal'}; lost {len(lost)} (of them in the log DLQ "
+              f"{len(lost & dlq_ids)}), archived but not answered 200 {len(unanswered)}, duplicates {duplicates}; "
+              f"log DLQ holds {dlq_count} message(s)")
+        if lost:
+            print("  lost ids (first 5):", sorted(lost)[:5])
+        if unanswered:
+            print("  archived, not answered 200 (first 5; a client timeout or transport error):",
+                  sorted(unanswered)[:5])
         print("statuses:", [(s.name, s.statuses) for s in steps])
         for s in steps:
             if s.error_kinds or s.bodies_5xx:
                 print(f"  {s.name}: transport errors {s.error_kinds}, 5xx bodies {s.bodies_5xx}")
-        ok = bool(over) and graceful(over) and not (lost_table or lost_archive)
+        ok = bool(over) and graceful(over) and not lost and not duplicates and not dlq_count
         return 0 if ok else 1
     finally:
         if target.session is not None:
