@@ -14,6 +14,7 @@ states:ListExecutions, X-Ray on the state machine, API key required on every met
 from __future__ import annotations
 
 import aws_cdk as cdk
+import jsii
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
@@ -43,6 +44,8 @@ REASONS = {
     "ddb-index": "CDK grants on a table include its indexes (<table>/index/*); none of our tables is scanned through one",
     "log-retention": "CDK's LogRetention helper sets retention on /aws/lambda/* log groups, which it creates "
                      "on demand: logs:PutRetentionPolicy/DeleteRetentionPolicy on '*' is how CDK ships it",
+    "log-retention-runtime": "the LogRetention provider is CDK's own Node.js handler and CDK picks its runtime "
+                             "(nodejs24.x, the latest, with aws-cdk-lib 2.275); upgrading aws-cdk-lib moves it",
     "lambda-version": "Step Functions LambdaInvoke grants <fn>:* so a published version or alias of that one "
                       "function can be invoked; the function itself is fixed",
     "AwsSolutions-APIG2": "the Lambda validates every body against the pydantic models and answers 422 naming "
@@ -117,12 +120,25 @@ def acknowledge(stack: cdk.Stack) -> None:
             _ack(api, rule, REASONS[rule])
     for bucket in buckets:
         _ack(bucket, "AwsSolutions-S1", REASONS["AwsSolutions-S1"])
-    # CDK's own singleton that applies log_retention to log groups (a CDK-maintained function).
-    for node in stack.node.children:
-        if node.node.id.startswith("LogRetention"):
+    # CDK's own singleton that applies log retention to log groups (a CDK-maintained Node function).
+    # It is created when the LogRetention aspect (log_retention.py) runs at synth, after this call,
+    # so it is acknowledged by an aspect too (CDK re-walks the tree for constructs aspects add).
+    cdk.Aspects.of(stack).add(_LogRetentionProvider(stack))
+
+
+@jsii.implements(cdk.IAspect)
+class _LogRetentionProvider:
+    """Acknowledges the findings of CDK's LogRetention singleton provider (a direct child of the stack)."""
+
+    def __init__(self, stack: cdk.Stack) -> None:
+        self.stack = stack
+
+    def visit(self, node: IConstruct) -> None:
+        if node.node.scope is self.stack and node.node.id.startswith("LogRetention"):
             _ack(node, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
                        "AWSLambdaBasicExecutionRole]", REASONS["AwsSolutions-IAM4"])
             _ack_iam5(node, "Resource::*", REASONS["log-retention"])
+            _ack(node, "AwsSolutions-L1", REASONS["log-retention-runtime"])
 
 
 def _traced(fn: lambda_.Function) -> bool:

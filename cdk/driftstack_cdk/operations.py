@@ -151,8 +151,9 @@ class Operations(Construct):
                 left_annotations=[cloudwatch.HorizontalAnnotation(value=0.2, label="PSI 0.2")]),
             cloudwatch.LogQueryWidget(
                 title="Model version over time (served requests)", width=12,
-                # The name, not predict_fn.log_group: that property adds CDK's LogRetention custom
-                # resource (a nodejs Lambda), which the LocalStack host runner cannot run.
+                # The name, not predict_fn.log_group: that property adds its own LogRetention (never
+                # expire) under the id the log_retention aspect (log_retention.py) uses, and the
+                # aspect then leaves the function alone - its logs would not get the configured days.
                 log_group_names=[f"/aws/lambda/{serving.predict_fn.function_name}"],
                 view=cloudwatch.LogQueryVisualizationType.STACKEDAREA,
                 query_lines=["fields @timestamp, model_version", "filter ispresent(model_version)",

@@ -3,7 +3,7 @@
 from aws_cdk import RemovalPolicy, Stack
 from constructs import Construct
 
-from driftstack_cdk import nag
+from driftstack_cdk import log_retention, nag
 from driftstack_cdk.monitoring import Monitoring
 from driftstack_cdk.operations import Operations
 from driftstack_cdk.retraining import Retraining
@@ -26,4 +26,6 @@ class DriftstackStack(Stack):
         # Alarms -> the retraining notification topic (one topic for people to subscribe to), dashboard.
         self.operations = Operations(self, "Operations", storage=self.storage, serving=self.serving,
                                      retraining=self.retraining, topic=self.retraining.topic)
+        # Every function's log group kept `-c log_retention_days=N` days (default 30): driftstack_cdk/log_retention.py
+        log_retention.apply(self)
         nag.acknowledge(self)  # every accepted cdk-nag finding and its reason: driftstack_cdk/nag.py
