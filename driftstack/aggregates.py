@@ -99,7 +99,7 @@ def refresh(s3, layout: A.Layout, slot: datetime, load_profile: ProfileLoader, a
     so concurrent drains converge on the aggregate of the final records."""
     key = layout.key(A.AGGREGATES, slot)
     for _ in range(attempts):
-        _, etag = A.get(s3, layout.bucket, key)
+        etag = A.etag(s3, layout.bucket, key)
         req_body, _ = A.get(s3, layout.bucket, layout.key(A.REQUESTS, slot))
         fb_body, _ = A.get(s3, layout.bucket, layout.key(A.FEEDBACK, slot))
         doc = build(slot, layout.slot_minutes, A.decode(req_body) if req_body else [],

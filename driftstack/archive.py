@@ -235,6 +235,16 @@ def get(s3, bucket: str, key: str) -> tuple[bytes | None, str | None]:
     return obj["Body"].read(), obj["ETag"]
 
 
+def etag(s3, bucket: str, key: str) -> str | None:
+    """The object's ETag (a HEAD: the body is not needed), or None when it does not exist."""
+    try:
+        return s3.head_object(Bucket=bucket, Key=key)["ETag"]
+    except Exception as exc:  # noqa: BLE001
+        if _missing(exc):
+            return None
+        raise
+
+
 def put_if(s3, bucket: str, key: str, body: bytes, etag: str | None, content_type: str) -> bool:
     """Write only if the object is still what we read (ETag), or still absent; False on a conflict."""
     cond = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}

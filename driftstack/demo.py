@@ -190,7 +190,7 @@ class Demo:
                 task = bar.add_task("feedback (true fares)", total=len(ids))
                 for rid, fare in zip(ids, trips.fares):
                     status, body = self.api.feedback(rid, fare)
-                    if status != 200:
+                    if status != 202:
                         raise RuntimeError(f"feedback answered {status}: {body}")
                     bar.advance(task)
         console.print(f"{len(ids)} predictions logged" + (" with ground truth" if feedback else ""))

@@ -77,7 +77,7 @@ def send(loop, trips, feedback: bool) -> str:
                                   timeout=60).status_code
         with ThreadPoolExecutor(8) as pool:
             codes = Counter(pool.map(post, range(len(ids))))
-        assert codes == {200: len(ids)}, codes
+        assert codes == {202: len(ids)}, codes
     return datetime.now(timezone.utc).isoformat()
 
 

@@ -83,9 +83,12 @@ def predict(api, features: dict, request_id: str) -> requests.Response:
                          headers={"content-type": "application/json", "x-request-id": request_id})
 
 
-def log_record(api, rid: str) -> dict:
-    item = api.ddb.get_item(TableName=api.outputs["RequestLogTableName"], Key={"request_id": {"S": rid}})["Item"]
-    return {k: next(iter(v.values())) for k, v in item.items()}
+def log_record(api, client_id: str, logged: dict | None = None) -> dict:
+    """The archived record sent with this X-Request-Id (the log keys records by our own id)."""
+    logged = api.archived() if logged is None else logged
+    found = [r for r in logged.values() if r.get("client_request_id") == client_id]
+    assert len(found) == 1, (client_id, len(found))
+    return found[0]
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +119,9 @@ def test_shadow_keeps_responses_and_logs_both(api, champion):
         assert resp.status_code == 200, resp.text
         body = resp.json()
         assert body["model_version"] == "1" and body["predicted_fare"] == pytest.approx(float(want[i]), abs=1e-3)
-        rec = log_record(api, f"it-shadow-{i:04d}")
+    logged = api.archived()
+    for i in range(len(rows)):
+        rec = log_record(api, f"it-shadow-{i:04d}", logged)
         assert float(rec["shadow_prediction"]) == pytest.approx(float(want_shadow[i]), abs=1e-3)
         assert rec["shadow_version"] == "2" and rec["rollout_id"] == r.rollout_id
     ro.rollback(api.models, r, reason="shadow comparison done", outcome="stopped")
