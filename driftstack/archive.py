@@ -115,6 +115,10 @@ class Layout:
                 AGGREGATES: self.aggregates_prefix}[kind]
 
     # -- slots
+    @property
+    def slot(self) -> timedelta:
+        return timedelta(minutes=self.slot_minutes)
+
     def slot_of(self, ts: datetime | str) -> datetime:
         ts = parse_iso(ts) if isinstance(ts, str) else ts.astimezone(timezone.utc)
         seconds = self.slot_minutes * 60
@@ -125,7 +129,7 @@ class Layout:
         for t in (start, end):
             if self.slot_of(t) != t.astimezone(timezone.utc):
                 raise ValueError(f"{iso(t)} is not a {self.slot_minutes}-minute slot boundary")
-        out, t, step = [], start.astimezone(timezone.utc), timedelta(minutes=self.slot_minutes)
+        out, t, step = [], start.astimezone(timezone.utc), self.slot
         while t < end:
             out.append(t)
             t += step
@@ -142,13 +146,6 @@ class Layout:
             day = key.split("dt=", 1)[1][:10]
             hhmm, minutes = key.rsplit("slot=", 1)[1].split("m", 1)[0].split("-")
             return datetime.strptime(f"{day} {hhmm}", "%Y-%m-%d %H%M").replace(tzinfo=timezone.utc)
-        except (IndexError, ValueError):
-            return None
-
-    @staticmethod
-    def slot_length(key: str) -> int | None:
-        try:
-            return int(key.rsplit("slot=", 1)[1].split("-", 1)[1].split("m", 1)[0])
         except (IndexError, ValueError):
             return None
 
@@ -300,7 +297,7 @@ def read_records(s3, layout: Layout, kind: str, start: datetime, end: datetime) 
     """Records of ``kind`` (requests or feedback) whose request time lies in [start, end)."""
     lo, hi = iso(start), iso(end)
     first, last = layout.slot_of(start), layout.slot_of(end - timedelta(microseconds=1))
-    keys = list_slot_keys(s3, layout, kind, first, last + timedelta(minutes=layout.slot_minutes))
+    keys = list_slot_keys(s3, layout, kind, first, last + layout.slot)
     for body in fetch(s3, layout.bucket, keys):
         for r in decode(body):
             ts = r.get("ts") if kind == REQUESTS else iso(request_time(r["request_id"]) or start)

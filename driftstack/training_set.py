@@ -26,7 +26,7 @@ def prepare(s3, layout: A.Layout, window_start: str, window_end: str, *, min_row
     start, end = A.parse_iso(window_start), A.parse_iso(window_end)
     first = layout.slot_of(start)
     last = layout.slot_of(end)
-    docs, _ = G.read_window(s3, layout, first, last + _slot(layout))
+    docs, _ = G.read_window(s3, layout, first, last + layout.slot)
     labelled = requests = 0
     for doc in docs:
         for version, agg in (doc.get("versions") or {}).items():
@@ -43,8 +43,3 @@ def prepare(s3, layout: A.Layout, window_start: str, window_end: str, *, min_row
             "read": read, "min_rows": min_rows}
     return {"archive": spec, "labelled": labelled, "requests": requests, "slots": len(docs)}
 
-
-def _slot(layout: A.Layout):
-    from datetime import timedelta
-
-    return timedelta(minutes=layout.slot_minutes)

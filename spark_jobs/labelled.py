@@ -87,8 +87,8 @@ def assemble(spark, s3, spec: dict[str, Any], *, min_rows: int = 200):
     req_schema, fb_schema = _schemas()
     tmp = tempfile.mkdtemp(prefix="driftstack-labelled-")
     mode = spec.get("read", STAGE)
-    req_paths = _paths(s3, layout, A.REQUESTS, first, last + _slot(layout), mode, tmp)
-    fb_paths = _paths(s3, layout, A.FEEDBACK, first, last + _slot(layout), mode, tmp)
+    req_paths = _paths(s3, layout, A.REQUESTS, first, last + layout.slot, mode, tmp)
+    fb_paths = _paths(s3, layout, A.FEEDBACK, first, last + layout.slot, mode, tmp)
     report: dict[str, Any] = {"objects": len(req_paths) + len(fb_paths), "min_rows": min_rows, "read": mode}
     columns = list(F.FEATURE_NAMES) + [F.TARGET.name, "ts"]
     if not req_paths or not fb_paths:
@@ -110,12 +110,6 @@ def assemble(spark, s3, spec: dict[str, Any], *, min_rows: int = 200):
     pdf = joined.where(S.col("_invalid").isNull()).orderBy("ts", "request_id").select(*columns).toPandas()
     joined.unpersist()
     return _check(pdf, report, spec, min_rows)
-
-
-def _slot(layout: A.Layout):
-    from datetime import timedelta
-
-    return timedelta(minutes=layout.slot_minutes)
 
 
 def _check(pdf, report: dict, spec: dict, min_rows: int):

@@ -1,2 +1,2 @@
-"""Online serving pieces shared by the predict and replay functions (Lambda-safe imports only:
+"""Online serving pieces shared by the predict function and the log archiver (Lambda-safe imports only:
 numpy, onnxruntime, pydantic, Powertools, boto3)."""
