@@ -6,7 +6,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 .PHONY: setup test test-unit demo up down status deploy destroy layers bench clean
 
 demo: setup       ## the whole loop on this machine: LocalStack, deploy, train, serve, drift, retrain, promote
-	$(PY) -m driftstack.demo
+	$(PY) -m driftstack.tools.demo
 
 setup:            ## install everything (idempotent, quick when up to date)
 	@bash scripts/setup.sh
@@ -18,17 +18,17 @@ test-unit: setup  ## fast tests only (no Spark, no LocalStack)
 	$(PY) -m pytest -m "not localstack and not spark"
 
 up: setup         ## start LocalStack on the host and deploy the stack
-	$(PY) -m driftstack.localstack_host start
-	$(PY) -m driftstack.deploy deploy
+	$(PY) -m driftstack.tools.localstack_host start
+	$(PY) -m driftstack.tools.deploy deploy
 
 deploy: setup
-	$(PY) -m driftstack.deploy deploy
+	$(PY) -m driftstack.tools.deploy deploy
 
 down:             ## stop LocalStack and every process it started
-	-$(PY) -m driftstack.localstack_host stop
+	-$(PY) -m driftstack.tools.localstack_host stop
 
 status:
-	$(PY) -m driftstack.localstack_host status
+	$(PY) -m driftstack.tools.localstack_host status
 
 layers: setup
 	$(PY) layers/build.py

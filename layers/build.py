@@ -9,7 +9,7 @@ build/layers/deps/python/     numpy, onnxruntime, pydantic, aws-lambda-powertool
                               --platform manylinux2014_x86_64 (+ manylinux_2_28) --python-version 3.12
                               --only-binary=:all:, so the same wheels run on AWS (Amazon Linux 2023) and
                               in the LocalStack host runner (host python3.12, glibc >= 2.28).
-build/layers/shared/python/driftstack/   a copy of the driftstack package.
+build/layers/shared/python/driftstack/   the driftstack package without its tools/ and data/ (OUTSIDE_LAYER).
 
 Versions are pinned in layers/requirements.txt and installed with --no-deps: the list is complete
 on purpose, so boto3/botocore (the runtime provides them) and heavy unused dependencies stay out.
@@ -35,6 +35,9 @@ PYTHON_VERSION = "3.12"
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 STAMP = ".build-stamp.json"
 _SKIP = {"__pycache__", ".pytest_cache", ".mypy_cache"}
+# What no Lambda imports stays out of the layer: the operator tools (CLI, demo, deploy, LocalStack
+# launcher, traffic) and the training-data preparation (pyarrow, which the layer lacks).
+OUTSIDE_LAYER = ("tools", "data")
 
 
 def _hash_files(files: list[Path], extra: str = "") -> str:
@@ -47,7 +50,7 @@ def _hash_files(files: list[Path], extra: str = "") -> str:
 
 def _package_files() -> list[Path]:
     return [p for p in PACKAGE.rglob("*") if p.is_file() and not _SKIP & set(p.parts)
-            and p.suffix not in (".pyc", ".pyo")]
+            and p.suffix not in (".pyc", ".pyo") and p.relative_to(PACKAGE).parts[0] not in OUTSIDE_LAYER]
 
 
 def _up_to_date(layer: Path, digest: str) -> bool:

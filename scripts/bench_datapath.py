@@ -14,7 +14,7 @@ Requests are COUNTED with botocore event hooks on the very clients each step use
 (``before-call.*.*`` = API calls, ``before-send.*.*`` = HTTP attempts), and the cost model is
 computed from those counts at AWS list prices.
 
-1. Drift check end to end (``driftstack.drift.run_check``) over a 24 h window (288 five-minute
+1. Drift check end to end (``driftstack.usecases.drift_check.run_check``) over a 24 h window (288 five-minute
    slots) holding N logged single-trip predictions, one subprocess per N (wall time, peak RSS,
    tracemalloc peak, requests).  The archive is written directly in its real formats
    (``archive.encode`` / ``Layout.key``; ``aggregates.build`` with the champion's real reference
@@ -58,12 +58,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from driftstack import aggregates as G  # noqa: E402
-from driftstack import archive as A  # noqa: E402
-from driftstack import drift as D  # noqa: E402
-from driftstack import features as F  # noqa: E402
-from driftstack import profile as P  # noqa: E402
-from driftstack import registry  # noqa: E402
+from driftstack.adapters import aggregates as G  # noqa: E402
+from driftstack.adapters import archive as A  # noqa: E402
+from driftstack.adapters import drift_store  # noqa: E402
+from driftstack.domain import drift as D  # noqa: E402
+from driftstack.usecases import drift_check  # noqa: E402
+from driftstack.contract import features as F  # noqa: E402
+from driftstack.domain import profile as P  # noqa: E402
+from driftstack.adapters import registry  # noqa: E402
 
 STATE = REPO / ".state" / "bench-datapath"
 MODEL = "bench-fare"
@@ -277,13 +279,13 @@ def use_endpoint(url: str) -> None:
 
 
 def setup_clients():
-    from driftstack.serving import aws
+    from driftstack.adapters import aws
     return aws
 
 
 def reference_profile() -> dict:
     """A real reference profile: 50K generated January trips, predictions = a decent stand-in model."""
-    from driftstack.traffic import make_trips
+    from driftstack.tools.traffic import make_trips
     ref = make_trips(50_000, seed=1)
     cols = {}
     for f in F.FEATURES:
@@ -332,7 +334,7 @@ class Pool:
     """Generated trips cycled to make any number of records (request ids and times are unique)."""
 
     def __init__(self, n: int = 100_000, seed: int = 2):
-        from driftstack.traffic import make_trips
+        from driftstack.tools.traffic import make_trips
         trips = make_trips(n, seed=seed)
         self.features, self.fares = trips.features, trips.fares
         self.i = 0
@@ -480,8 +482,8 @@ def old_run_check(*, s3, models_table, bucket: str, now: datetime, cfg: D.DriftC
     t0 = time.perf_counter()
     window = D.window_for(now, cfg)
     champion = registry.read_pointer(models_table)
-    prof = D.load_json(s3, champion.bucket, champion.profile_key)
-    D.load_json(s3, champion.bucket, champion.metadata_key)
+    prof = drift_store.load_json(s3, champion.bucket, champion.profile_key)
+    drift_store.load_json(s3, champion.bucket, champion.metadata_key)
     lo, hi = A.iso(window.start), A.iso(window.end)
     t_read = time.perf_counter()
     keys = _old_list_keys(s3, bucket, _old_hour_prefixes("requests/", window.start, window.end))
@@ -542,8 +544,8 @@ def old_list_calls(n_objects: int, window_hours: int = 24) -> int:
 
 def child_main(spec: dict) -> dict:
     use_endpoint(spec["endpoint"])
-    from driftstack import log_drain
-    from driftstack.serving import aws
+    from driftstack.usecases import log_drain
+    from driftstack.adapters import aws
 
     s3 = aws.client("s3", timeout=30)
     models = aws.dynamodb_table(spec["models_table"])
@@ -564,7 +566,7 @@ def child_main(spec: dict) -> dict:
     runs = []
     for i in range(spec["repeats"]):
         t0 = time.perf_counter()
-        doc = D.run_check(s3=s3, models_table=models, layout=layout, now=at, cfg=cfg)
+        doc = drift_check.run_check(s3=s3, models_table=models, layout=layout, now=at, cfg=cfg)
         runs.append(time.perf_counter() - t0)
         counted = calls.take()
         if i == 0:
@@ -578,7 +580,7 @@ def child_main(spec: dict) -> dict:
     out["seconds_first"] = round(runs[0], 3)
     out["seconds_warm"] = [round(r, 3) for r in runs[1:]]
     tracemalloc.start()
-    D.run_check(s3=s3, models_table=models, layout=layout, now=at, cfg=cfg)
+    drift_check.run_check(s3=s3, models_table=models, layout=layout, now=at, cfg=cfg)
     out["tracemalloc_peak_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
     tracemalloc.stop()
     calls.take()
@@ -597,10 +599,10 @@ def child_main(spec: dict) -> dict:
     log_drain.wait_for_other_drains(sqs, spec["queue_url"], timeout_seconds=60)
     steps["wait_for_other_drains"] = {"seconds": round(time.perf_counter() - t, 3), **calls.take()}
     t = time.perf_counter()
-    doc = D.run_check(s3=s3, models_table=models, layout=layout, now=at, cfg=cfg)
+    doc = drift_check.run_check(s3=s3, models_table=models, layout=layout, now=at, cfg=cfg)
     steps["run_check"] = {"seconds": round(time.perf_counter() - t, 3), **calls.take()}
     t = time.perf_counter()
-    D.persist(doc, s3=s3, bucket=layout.bucket, history_table=history)
+    drift_store.persist(doc, s3=s3, bucket=layout.bucket, history_table=history)
     steps["persist"] = {"seconds": round(time.perf_counter() - t, 3), **calls.take()}
     out["lambda_path"] = steps
     out["peak_rss_mb_all"] = round(maxrss_mb(), 1)
@@ -658,7 +660,7 @@ class OldRequestLog:
 
 
 def bench_hot_path(aws, *, writes: int, pool: Pool, queue_url: str, table: str, bucket: str) -> dict:
-    from driftstack.serving.request_log import LogSettings, RequestLog
+    from driftstack.adapters.request_log import LogSettings, RequestLog
 
     timeout = 2.0   # the predict function's log_timeout_seconds default; two tries (attempts=2)
     old_ddb = aws.client("dynamodb", timeout=timeout, attempts=2)
@@ -734,8 +736,8 @@ def stored_requests(s3, layout: A.Layout, start: datetime, end: datetime) -> int
 
 
 def one_drain(aws, sqs, s3, calls: Calls, layout: A.Layout, queue_url: str, records: list[dict]) -> dict:
-    from driftstack import log_drain
-    from driftstack.serving.request_log import message
+    from driftstack.usecases import log_drain
+    from driftstack.adapters.request_log import message
 
     enqueue_s = enqueue(sqs, queue_url, [message(A.REQUESTS, [r]) for r in records])
     calls.take()
@@ -933,8 +935,8 @@ def render(res: dict) -> str:
     o = res["old_check"]["written"]
     out.append(table("What each window holds (24 h, 288 five-minute slots)",
                      ["window", "predictions", "feedback", "aggregates", "agg size", "request objects", "write time"], rows,
-                     ["aggregates: driftstack.aggregates.build over every generated record of the slot (real profile "
-                      "bins), written as refresh() writes them", "request/feedback objects: driftstack.archive.encode at "
+                     ["aggregates: driftstack.adapters.aggregates.build over every generated record of the slot (real profile "
+                      "bins), written as refresh() writes them", "request/feedback objects: driftstack.adapters.archive.encode at "
                       "Layout.key (the check never reads them; above --archive-max they are not written)",
                       f"feedback: 1 in {res['meta']['feedback_every']} predictions labelled",
                       f"old design window: {o['objects']:,} single-trip objects (one per predict call, "
@@ -960,7 +962,7 @@ def render(res: dict) -> str:
         mc = s3_classes(m["counted"]["calls"])
         rows.append([f"{human(m['objects'])} (old, measured)", f"{m['samples']:,}", "", "", "", "",
                      "", f"{m['seconds']:.1f}", f"{mc['get']:,} / {mc['list']}", f"{m['peak_rss_mb']:.0f}", "", ""])
-    out.append(table("Drift check end to end: driftstack.drift.run_check (new) vs GET-every-object (old)",
+    out.append(table("Drift check end to end: driftstack.usecases.drift_check.run_check (new) vs GET-every-object (old)",
                      ["window", "samples", "new s (1st)", "new s (warm)", "new peak RSS MB", "tracemalloc MB",
                       "new GET/LIST/DDB", "old s", "old GET / LIST", "old peak RSS MB", "time old/new",
                       "S3 req old/new"], rows,
@@ -1103,7 +1105,7 @@ def main(argv: list[str] | None = None) -> int:
     archive_max = parse_size(a.archive_max)
     steady_messages = round(1_000_000 / (1440 / ARCHIVE_SCHEDULE_MINUTES))   # 3,472
 
-    from driftstack import localstack_host as lh
+    from driftstack.tools import localstack_host as lh
 
     url = os.environ.get("DRIFTSTACK_LOCALSTACK_URL")
     started = None

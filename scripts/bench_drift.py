@@ -5,7 +5,7 @@
                                             [--no-localstack] [--endpoint URL] [--logged 100000]
 
 Part 1 — PSI for the 12 features (+ predictions), 1M reference rows vs 100K current rows, same run:
-  ours      driftstack.profile: the reference is summarised ONCE into the profile (edges + proportions,
+  ours      driftstack.domain.profile: the reference is summarised ONCE into the profile (edges + proportions,
             what the training job stores); a check bins the current window with searchsorted.
   numpy     a straightforward per-check implementation: quantile edges from the raw reference every
             time, np.histogram on both sides, pandas value_counts for categoricals.
@@ -21,7 +21,7 @@ Part 2 — the drift check end to end on LocalStack over N logged requests: the 
 its real formats (per 5-minute slot of a 60-minute window: the gzip JSONL request and feedback
 objects and the slot's aggregate built by ``aggregates.build`` with the champion's profile, as the
 log archiver stores them; batches of 500 trips like batch predictions, 1 in 10 with feedback), then
-``drift.run_check`` (read the slots' aggregates + compute + decide) and ``drift.persist`` (JSON +
+``drift_check.run_check`` (read the slots' aggregates + compute + decide) and ``drift_store.persist`` (JSON +
 HTML report + history item).
 """
 
@@ -42,8 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from driftstack import features as F  # noqa: E402
-from driftstack import profile as P  # noqa: E402
+from driftstack.contract import features as F  # noqa: E402
+from driftstack.domain import profile as P  # noqa: E402
 
 EVIDENTLY_PY = ROOT / ".state" / "bench-evidently" / "bin" / "python"
 
@@ -216,8 +216,8 @@ def write_window(s3, layout, end, trips, prof: dict, model: dict) -> dict:
     champion's profile, what the log archiver stores). Batches of BATCH trips spread evenly."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from driftstack import aggregates as G
-    from driftstack import archive as A
+    from driftstack.adapters import aggregates as G
+    from driftstack.adapters import archive as A
 
     slots = layout.slots(end - timedelta(minutes=WINDOW_MINUTES), end)
     n = len(trips.features)
@@ -259,10 +259,13 @@ def bench_check(endpoint: str | None, logged: int, repeat: int) -> dict:
     import boto3
     from botocore.config import Config
 
-    from driftstack import archive as A
-    from driftstack import drift, registry
-    from driftstack import localstack_host as lh
-    from driftstack.traffic import make_trips
+    from driftstack.adapters import archive as A
+    from driftstack.domain import drift
+    from driftstack.adapters import drift_store
+    from driftstack.usecases import drift_check
+    from driftstack.adapters import registry
+    from driftstack.tools import localstack_host as lh
+    from driftstack.tools.traffic import make_trips
 
     started = None
     if endpoint is None:
@@ -308,9 +311,9 @@ def bench_check(endpoint: str | None, logged: int, repeat: int) -> dict:
         runs = []
         for _ in range(repeat):
             t0 = time.perf_counter()
-            doc = drift.run_check(s3=s3, models_table=models, layout=layout, now=end, cfg=cfg)
+            doc = drift_check.run_check(s3=s3, models_table=models, layout=layout, now=end, cfg=cfg)
             t1 = time.perf_counter()
-            drift.persist(doc, s3=s3, bucket=bucket, history_table=history)
+            drift_store.persist(doc, s3=s3, bucket=bucket, history_table=history)
             t2 = time.perf_counter()
             runs.append({"read": doc["io"]["read_seconds"], "compute": doc["compute_ms"] / 1000,
                          "check": t1 - t0, "persist": t2 - t1, "total": t2 - t0})
@@ -354,7 +357,7 @@ def main(argv=None) -> int:
 
     print(f"\nPSI, 12 features + prediction: {a.ref_rows:,} reference rows vs {a.cur_rows:,} current rows "
           f"(best of {a.repeat}; the profile was built once in {profile_s:.2f}s)")
-    rows = [("driftstack.profile (stored edges + searchsorted)", ours_s),
+    rows = [("driftstack.domain.profile (stored edges + searchsorted)", ours_s),
             ("plain numpy/pandas (quantiles + histogram per check)", plain_s)]
     if ev:
         rows.append((f"Evidently {ev['version']} PSI (own binning)", ev["own_bins"]["seconds"]))

@@ -24,7 +24,7 @@ import boto3
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from driftstack import localstack_host  # noqa: E402
+from driftstack.tools import localstack_host  # noqa: E402
 
 HANDLERS = REPO / "tests" / "lambda_fixtures" / "handlers.py"
 STATE = localstack_host.STATE_ROOT / "bench-localstack"

@@ -42,11 +42,13 @@ def main(argv=None) -> int:
     import boto3
     import requests
 
-    from driftstack import decision as D
-    from driftstack import deploy, drift, registry
-    from driftstack import localstack_host as lh
-    from driftstack.traffic import make_trips
-    from driftstack.watch import load_execution
+    from driftstack.adapters import decision_store
+    from driftstack.tools import deploy
+    from driftstack.adapters import drift_store
+    from driftstack.adapters import registry
+    from driftstack.tools import localstack_host as lh
+    from driftstack.tools.traffic import make_trips
+    from driftstack.tools.watch import load_execution
 
     state = ROOT / ".state" / "bench-loop"
     started_ls = None
@@ -115,13 +117,13 @@ def main(argv=None) -> int:
             time.sleep(3)
         view = load_execution(sfn, arn)
         loop_s = ((view.stopped or datetime.now(timezone.utc)) - view.started).total_seconds()
-        record = D.load_record(s3, out["BucketName"], view.name)
+        record = decision_store.load_record(s3, out["BucketName"], view.name)
         t0 = time.perf_counter()
         new = registry.read_pointer(models)
         while http.get(base + "/health", timeout=30).json().get("model_version") != new.version:
             time.sleep(1)
         served_s = time.perf_counter() - t0
-        check = next((c for c in drift.list_checks(history, 20) if (c.get("execution") or {}).get("started")), {})
+        check = next((c for c in drift_store.list_checks(history, 20) if (c.get("execution") or {}).get("started")), {})
 
         print(f"\nwhole loop on LocalStack: {a.rows:,} reference rows + {a.traffic:,} labelled requests, "
               f"GBT {a.max_iter} iterations depth {a.max_depth}")

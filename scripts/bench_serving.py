@@ -37,9 +37,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from driftstack import encoding  # noqa: E402
-from driftstack import features as fc  # noqa: E402
-from driftstack.serving.toy_model import build_toy_model, publish  # noqa: E402
+from driftstack.domain import encoding  # noqa: E402
+from driftstack.contract import features as fc  # noqa: E402
+from driftstack.tools.toy_model import build_toy_model, publish  # noqa: E402
 
 AWS_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
 
@@ -85,7 +85,7 @@ def spark_model(train_rows: int):
     """Fit the real pipeline on generated trips; returns (spark, PipelineModel, onnx bytes)."""
     import pandas as pd
 
-    from driftstack.traffic import make_trips
+    from driftstack.tools.traffic import make_trips
     from spark_jobs.onnx_export import export_onnx
     from spark_jobs.pipeline import GBTParams, build_pipeline
     from spark_jobs.session import get_spark
@@ -185,8 +185,8 @@ def log_write_cost(endpoint: str, row: dict, n: int) -> list[float] | None:
     from botocore import handlers
     from botocore.config import Config
 
-    from driftstack.archive import Layout
-    from driftstack.serving.request_log import LogSettings, RequestLog, iso, make_record, new_request_id, utc_now
+    from driftstack.adapters.archive import Layout
+    from driftstack.adapters.request_log import LogSettings, RequestLog, iso, make_record, new_request_id, utc_now
 
     kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
     fn = Config(connect_timeout=2.0, read_timeout=2.0, retries={"total_max_attempts": 2, "mode": "standard"})
@@ -219,8 +219,8 @@ def deployed_api(endpoint: str, stack: str, blob: bytes):
     import boto3
     from botocore.config import Config
 
-    from driftstack import deploy
-    from driftstack.registry import read_pointer
+    from driftstack.tools import deploy
+    from driftstack.adapters.registry import read_pointer
 
     started = time.perf_counter()
     outputs = deploy.deploy(endpoint, stack=stack)
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"driftstack serving benchmark — {time.strftime('%Y-%m-%d %H:%M:%S')} — {os.cpu_count()} CPUs, "
           f"load avg {os.getloadavg()[0]:.2f}")
-    from driftstack.traffic import make_trips
+    from driftstack.tools.traffic import make_trips
 
     if args.skip_spark:
         spark = pipeline = None
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
     from pydantic import TypeAdapter
 
-    from driftstack.schema import predict_request_type
+    from driftstack.contract.api import predict_request_type
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1

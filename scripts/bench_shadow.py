@@ -27,9 +27,9 @@ _spec = importlib.util.spec_from_file_location("bench_serving", ROOT / "scripts"
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 
-from driftstack import encoding  # noqa: E402
-from driftstack.serving import rollout as ro  # noqa: E402
-from driftstack.serving.toy_model import build_toy_model, publish  # noqa: E402
+from driftstack.domain import encoding  # noqa: E402
+from driftstack.adapters import rollout as ro  # noqa: E402
+from driftstack.tools.toy_model import build_toy_model, publish  # noqa: E402
 
 
 def best_of(fn, number: int = 5000, repeat: int = 5) -> float:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"driftstack shadow benchmark — {time.strftime('%Y-%m-%d %H:%M:%S')} — {os.cpu_count()} CPUs, "
           f"load avg {os.getloadavg()[0]:.2f}")
 
-    from driftstack.traffic import make_trips
+    from driftstack.tools.traffic import make_trips
 
     if args.spark:
         _, _, champion = bench.spark_model(args.train_rows)

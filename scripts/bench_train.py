@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from driftstack import features as F  # noqa: E402
-from driftstack import metrics as M  # noqa: E402
+from driftstack.contract import features as F  # noqa: E402
+from driftstack.domain import metrics as M  # noqa: E402
 
 
 def hgb_baseline(data: Path, cutoff_iso: str) -> dict:

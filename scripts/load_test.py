@@ -24,7 +24,7 @@ Steps:
    zero 5xx and zero transport errors (the p99 of the 200s is reported against ``--p99-ms``).
 5. log accounting: the log archiver (output ArchiverFunctionName) is invoked until the log queue
    (LogQueueUrl) is empty and no spilled message is left under log-spill/; then the archive is read
-   with ``driftstack.archive.read_records`` over the test's time range: every request id answered
+   with ``driftstack.adapters.archive.read_records`` over the test's time range: every request id answered
    200 (warm-up included) must be there once (lost 0, duplicates 0: count in = count out); the
    messages in the log's dead-letter queue (LogDlqUrl) are counted and must be 0 (records there are
    never archived).  Records archived whose answer the client never saw (a client timeout) are
@@ -53,9 +53,11 @@ import requests  # noqa: E402
 from botocore.config import Config  # noqa: E402
 from requests.adapters import HTTPAdapter  # noqa: E402
 
-from driftstack import archive, deploy, localstack_host  # noqa: E402
-from driftstack.schema import example_features  # noqa: E402
-from driftstack.serving.toy_model import build_toy_model, publish  # noqa: E402
+from driftstack.adapters import archive
+from driftstack.tools import deploy
+from driftstack.tools import localstack_host  # noqa: E402
+from driftstack.contract.api import example_features  # noqa: E402
+from driftstack.tools.toy_model import build_toy_model, publish  # noqa: E402
 
 STACK = "DriftstackLoad"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from driftstack import features as F
+from driftstack.contract import features as F
 from driftstack.data.derive import DUPLICATE, ValidationReport
 from driftstack.data.schema import TARGET_COLUMN, check_schema, required_columns
 

@@ -1,7 +1,7 @@
 """Labelled traffic for retraining, assembled by Spark from the batched request archive.
 
 The window's request and feedback objects (gzip JSON Lines, one per archive slot:
-driftstack.archive) are read with ``spark.read.json``, feedback reduced to the latest per request,
+driftstack.adapters.archive) are read with ``spark.read.json``, feedback reduced to the latest per request,
 joined on request_id, validated against the feature contract (the same ranges, integer and
 category rules the API enforces), and the valid rows returned ordered by request time, with a
 report of what was dropped and why.  On a cluster the objects are read where they are (``s3://``
@@ -16,10 +16,10 @@ import tempfile
 from datetime import datetime
 from typing import Any
 
-from driftstack import archive as A
-from driftstack import features as F
+from driftstack.adapters import archive as A
+from driftstack.contract import features as F
 
-from driftstack.training_set import NotEnoughData
+from driftstack.usecases.training_set import NotEnoughData
 
 STAGE, DIRECT = "stage", "direct"
 __all__ = ["NotEnoughData", "assemble", "invalid_reason"]

@@ -30,7 +30,7 @@ import logging
 
 import numpy as np
 
-from driftstack import features as F
+from driftstack.contract import features as F
 
 log = logging.getLogger(__name__)
 GBT_KEY = "pyspark.ml.regression.GBTRegressionModel"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from driftstack import features as F
+from driftstack.contract import features as F
 
 FEATURES_COL = "features"
 PREDICTION = "prediction"

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from driftstack import registry
+from driftstack.adapters import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TRACKING_URI = f"sqlite:///{ROOT / '.state' / 'mlflow' / 'mlflow.db'}"

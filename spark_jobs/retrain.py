@@ -35,9 +35,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from driftstack import features as F
-from driftstack import registry
-from driftstack.training_backend import FAILED, RUNNING, SUCCEEDED, write_status
+from driftstack.contract import features as F
+from driftstack.adapters import registry
+from driftstack.adapters.training_backend import FAILED, RUNNING, SUCCEEDED, write_status
 
 DEFAULTS = {"holdout_fraction": 0.3, "reference_rows": 100_000, "min_train_rows": 300, "latency_runs": 400,
             "latency_rounds": 3, "parity_rows": 10_000, "parity_tolerance": 1e-3}
@@ -139,8 +139,8 @@ def run(spec: dict, s3=None) -> dict:
     """The whole job (see module doc). Returns the result document (also written to S3)."""
     import pandas as pd
 
-    from driftstack import metrics
-    from driftstack.profile import build_profile
+    from driftstack.domain import metrics
+    from driftstack.domain.profile import build_profile
     from spark_jobs import verify
     from spark_jobs.onnx_export import export_onnx
     from spark_jobs.pipeline import PREDICTION, GBTParams, build_pipeline

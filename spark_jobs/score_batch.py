@@ -25,8 +25,8 @@ import time
 import warnings
 from pathlib import Path
 
-from driftstack import features as F
-from driftstack import registry
+from driftstack.contract import features as F
+from driftstack.adapters import registry
 from driftstack.data.schema import SchemaError
 
 _SESSIONS: dict[str, object] = {}  # per Python worker: sha256 -> onnxruntime session

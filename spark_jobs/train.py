@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from driftstack import features as F
+from driftstack.contract import features as F
 from driftstack.data.schema import SchemaError
 from spark_jobs.pipeline import PREDICTION, GBTParams
 from spark_jobs.publish import ROOT, MlflowSettings, PublishRequest
@@ -133,8 +133,8 @@ def time_split(df, holdout_fraction: float):
 
 def run(cfg: TrainConfig) -> dict:
     """The whole job; returns the result document. Raises ParityError / SchemaError on failure."""
-    from driftstack import metrics
-    from driftstack.profile import build_profile
+    from driftstack.domain import metrics
+    from driftstack.domain.profile import build_profile
     from spark_jobs import verify
     from spark_jobs.data import read_features
     from spark_jobs.onnx_export import export_onnx

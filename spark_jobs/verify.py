@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from driftstack import features as F
+from driftstack.contract import features as F
 
 DEFAULT_TOLERANCE = 1e-3
 DEFAULT_PARITY_ROWS = 10_000

@@ -1,7 +1,7 @@
 """Session fixtures: a real LocalStack on the host (started once per test session) and AWS clients.
 
 Tests marked ``localstack`` get it automatically. Set DRIFTSTACK_LOCALSTACK_URL to reuse a LocalStack
-that is already running (e.g. `python -m driftstack.localstack_host start`); otherwise the session
+that is already running (e.g. `python -m driftstack.tools.localstack_host start`); otherwise the session
 starts its own on a free port, with its own state directory, and stops it (and every Lambda process)
 at the end.
 """
@@ -19,7 +19,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from driftstack import localstack_host
+from driftstack.tools import localstack_host
 
 REPO = Path(__file__).resolve().parents[1]
 LAMBDA_FIXTURES = Path(__file__).resolve().parent / "lambda_fixtures"

@@ -17,9 +17,9 @@ adds an HTTPS subscription (Slack/Teams/any webhook behind SNS's confirmation ha
 
 Canary evaluation: ``functions/canary_eval`` on an EventBridge schedule
 (``canary_schedule_minutes``, 5) completes or rolls back an active canary; criteria from context
-``canary_<criterion>`` (e.g. ``-c canary_max_latency_ratio=2``; see driftstack.canary.CanaryCriteria).
+``canary_<criterion>`` (e.g. ``-c canary_max_latency_ratio=2``; see driftstack.domain.canary.CanaryCriteria).
 A canary started by a promotion (``promote_canary_share``) is finished by this function like a
-direct promotion (driftstack.promotion): it gets exactly what that needs -- decision records
+direct promotion (driftstack.usecases.promotion): it gets exactly what that needs -- decision records
 (decisions/* read + put, history PutItem), events:PutEvents on the default bus, publish on the
 topic, and the same MLflow-alias settings as the promote step.  The predict function may
 UpdateItem only the candidate item of the models table (``dynamodb:LeadingKeys``), to record a
@@ -45,9 +45,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
-from driftstack import features as fc
-from driftstack.canary import CanaryCriteria
-from driftstack.serving.rollout import CANDIDATE
+from driftstack.contract import features as fc
+from driftstack.domain.canary import CanaryCriteria
+from driftstack.adapters.rollout import CANDIDATE
 from driftstack_cdk.serving import FUNCTIONS, NO_BYTECODE
 
 NAMESPACE = "driftstack"
@@ -178,7 +178,7 @@ class Operations(Construct):
         env = {"MODELS_TABLE": storage.models_table.table_name, **serving.archive_env,
                "POWERTOOLS_SERVICE_NAME": CANARY_SERVICE, "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
                "POWERTOOLS_LOG_LEVEL": "INFO",
-               # finishing a promotion's canary (driftstack.promotion): same settings as the promote step
+               # finishing a promotion's canary (driftstack.usecases.promotion): same settings as the promote step
                **retraining.promotion_env}
         for name in CanaryCriteria.__dataclass_fields__:
             if ctx(f"canary_{name}") is not None:

@@ -57,7 +57,7 @@ class Retraining(Construct):
                 point_in_time_recovery_enabled=True))  # decision records are the audit trail
         self.topic = sns.Topic(self, "Notifications", display_name="driftstack retraining", enforce_ssl=True)
 
-        # what finishing a promotion needs (driftstack.promotion): shared with the canary evaluation
+        # what finishing a promotion needs (driftstack.usecases.promotion): shared with the canary evaluation
         self.promotion_env = {
             "HISTORY_TABLE": self.history_table.table_name, "TOPIC_ARN": self.topic.topic_arn,
             "TRAINING_BACKEND": backend, "EVENT_BUS_NAME": "default",

@@ -2,7 +2,7 @@
 
 numpy only, so every engine runs the same code: the pyarrow reader (:mod:`driftstack.data.tlc`),
 Spark (``spark_jobs.data`` calls it inside ``mapInPandas``, so it scales out with the cluster) and
-the traffic generator. Names, ranges and categories all come from :mod:`driftstack.features`.
+the traffic generator. Names, ranges and categories all come from :mod:`driftstack.contract.features`.
 
 Rows outside the contract are never silently lost: each gets the first reason it fails
 (``"<column>:<problem>"``) and :class:`ValidationReport` counts them.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from driftstack import features as F
+from driftstack.contract import features as F
 from driftstack.data.schema import DROPOFF, PICKUP, TARGET_COLUMN, required_columns
 from driftstack.data.zones import N_ZONES, borough_table
 

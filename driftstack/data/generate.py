@@ -344,7 +344,7 @@ def feature_records(rows: int, month: str | tuple[int, int] = "2023-01", *, seed
     """Valid generated trips as request-ready dicts of the 12 contract features (JSON types, category
     values as the contract lists them, e.g. RatecodeID 2 not "2"), plus ``fare_amount`` when asked —
     for traffic generators and demos. Uses the same derivation as training."""
-    from driftstack import features as F
+    from driftstack.contract import features as F
     from driftstack.data.derive import derive
 
     b = derive(generate_trips(rows, month, seed=seed, drift=drift, dirty=0.0)).kept()

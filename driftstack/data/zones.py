@@ -13,7 +13,7 @@ from importlib import resources
 
 import numpy as np
 
-from driftstack.features import BOROUGHS
+from driftstack.contract.features import BOROUGHS
 
 ZONE_FILE = "taxi_zone_lookup.csv"
 N_ZONES = 265

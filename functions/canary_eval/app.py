@@ -1,13 +1,13 @@
 """Scheduled canary evaluation (EventBridge rule -> this Lambda).
 
-Reads the active rollout (driftstack.serving.rollout).  A shadow: stores the champion/challenger
+Reads the active rollout (driftstack.adapters.rollout).  A shadow: stores the champion/challenger
 comparison (agreement, error on feedback; no verdict).  A canary: reads the request-log
-records of this rollout since it started (from the archive, after a drain), evaluates them (driftstack.canary) and
+records of this rollout since it started (from the archive, after a drain), evaluates them (driftstack.domain.canary) and
 completes the rollout (candidate becomes champion) or rolls it back (champion keeps serving),
 atomically, recording the reason.  A candidate the predict function could not load (``load_failure``
 on the rollout item) is rolled back at once.  A canary started by a retraining run's promotion
 (``run_id`` on the rollout) is finished like a direct promotion when it completes (MLflow alias,
-ModelPromoted event, decision record, SNS notification: driftstack.promotion); a rolled-back one
+ModelPromoted event, decision record, SNS notification: driftstack.usecases.promotion); a rolled-back one
 updates that run's decision record and notifies.  Every evaluation is stored (``rollout#evaluation``)
 and visible in ``driftstack status``.  Metrics: CanaryCompletions, CanaryRollbacks (the
 CanaryRolledBack alarm), PromotionFollowUpErrors.
@@ -24,10 +24,12 @@ from datetime import datetime, timedelta, timezone
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from driftstack import archive, canary, log_drain
-from driftstack import promotion as P
-from driftstack.serving import aws
-from driftstack.serving import rollout as ro
+from driftstack.adapters import archive
+from driftstack.domain import canary
+from driftstack.usecases import log_drain
+from driftstack.usecases import promotion as P
+from driftstack.adapters import aws
+from driftstack.adapters import rollout as ro
 
 logger = Logger(service="driftstack-canary-eval")
 metrics = Metrics(namespace="driftstack", service="driftstack-canary-eval")
@@ -65,7 +67,7 @@ def evaluate_active(event: dict) -> dict:
             doc["load_failure"] = rollout.load_failure
         ro.save_evaluation(MODELS, doc)
         return {"status": "shadow", **{k: doc[k] for k in ("rollout_id", "candidate_version", "comparison")}}
-    criteria = canary.CanaryCriteria.from_env(**(event.get("criteria") or {}))
+    criteria = canary.CanaryCriteria.from_env(os.environ, **(event.get("criteria") or {}))
     doc = canary.evaluate(records, started_at=rollout.started_at, now=now, criteria=criteria,
                           load_failure=rollout.load_failure)
     doc.update(rollout_id=rollout.rollout_id, candidate_version=rollout.pointer.version,

@@ -1,6 +1,6 @@
 """Scheduled drift check (EventBridge rule -> this Lambda).
 
-First archives what the log queue holds (driftstack.log_drain), so the window holds every
+First archives what the log queue holds (driftstack.usecases.log_drain), so the window holds every
 prediction answered before its end; then compares the window's per-slot aggregates with the
 champion's reference profile (driftstack.drift), stores the result (S3 JSON + HTML report +
 history item), emits metrics, and when the thresholds are crossed starts the retraining state
@@ -19,8 +19,12 @@ import os
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from driftstack import archive, drift, log_drain
-from driftstack.serving import aws
+from driftstack.adapters import archive
+from driftstack.domain import drift
+from driftstack.adapters import drift_store
+from driftstack.usecases import drift_check
+from driftstack.usecases import log_drain
+from driftstack.adapters import aws
 
 logger = Logger(service="driftstack-drift-check")
 metrics = Metrics(namespace="driftstack", service="driftstack-drift-check")
@@ -41,20 +45,20 @@ COOLDOWN_MINUTES = float(os.environ.get("RETRAIN_COOLDOWN_MINUTES", "0"))
 @logger.inject_lambda_context
 def handler(event, context):
     event = event or {}
-    cfg = drift.DriftConfig.from_env(**(event.get("config") or {}))
+    cfg = drift.DriftConfig.from_env(os.environ, **(event.get("config") or {}))
     drained = log_drain.drain(sqs=SQS, s3=S3, layout=LAYOUT, queue_url=QUEUE_URL, load_profile=PROFILES,
                               budget_seconds=120, log=logger)
     # Messages another drain (the archiver's schedule) holds are stored before we read.
     settled = log_drain.wait_for_other_drains(SQS, QUEUE_URL, timeout_seconds=60)
-    doc = drift.run_check(s3=S3, models_table=MODELS, layout=LAYOUT, now=event.get("time"), cfg=cfg)
+    doc = drift_check.run_check(s3=S3, models_table=MODELS, layout=LAYOUT, now=event.get("time"), cfg=cfg)
     doc["log_drain"] = {**drained.to_dict(), "settled": settled}
     if doc["trigger"]:
-        doc["execution"] = drift.start_retraining(
+        doc["execution"] = drift_store.start_retraining(
             SFN, STATE_MACHINE_ARN, doc, cooldown_minutes=0 if event.get("ignore_cooldown") else COOLDOWN_MINUTES,
             **(event.get("execution_extra") or {}))
         logger.info(doc["execution"]["message"], extra={"execution": doc["execution"]})
     if doc["status"] != drift.NO_CHAMPION:
-        drift.persist(doc, s3=S3, bucket=LAYOUT.bucket, history_table=HISTORY)
+        drift_store.persist(doc, s3=S3, bucket=LAYOUT.bucket, history_table=HISTORY)
     for name, value, dims in drift.metrics_of(doc):
         if dims:  # per-feature PSI: one metric name per feature keeps EMF simple
             name = f"{name}_{next(iter(dims.values()))}"

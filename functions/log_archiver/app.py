@@ -1,5 +1,5 @@
 """Log archiver (EventBridge schedule -> this Lambda): the log queue and any spilled messages ->
-the batched S3 archive and its per-slot aggregates (driftstack.log_drain).
+the batched S3 archive and its per-slot aggregates (driftstack.usecases.log_drain).
 
 Event: the scheduled event, or {"budget_seconds": N} to bound one run. Returns the drain report.
 """
@@ -12,8 +12,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from driftstack import archive, log_drain
-from driftstack.serving import aws
+from driftstack.adapters import archive
+from driftstack.usecases import log_drain
+from driftstack.adapters import aws
 
 SERVICE = "driftstack-log-archiver"
 logger = Logger(service=SERVICE)

@@ -1,7 +1,7 @@
 """Prediction API (API Gateway REST proxy -> this Lambda).
 
 Routes (under /v1): POST /predict, GET /health, GET /model, POST /feedback, GET /openapi.json.
-Validation and the OpenAPI document both come from the pydantic models in driftstack.schema
+Validation and the OpenAPI document both come from the pydantic models in driftstack.contract.api
 (Powertools ``enable_validation``).  Errors: malformed JSON 400, invalid fields 422 (each field and
 why), batch over the limit / body too large 413, unknown route 404, wrong method 405, no model 503.
 
@@ -27,12 +27,14 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
-from driftstack import archive, encoding, schema
-from driftstack.serving import aws
-from driftstack.serving import rollout as ro
-from driftstack.serving.config import ServingConfig
-from driftstack.serving.model_loader import ModelManager
-from driftstack.serving.request_log import LogSettings, LogUnavailable, RequestLog, UnknownRequest, iso, \
+from driftstack.adapters import archive
+from driftstack.domain import encoding
+from driftstack.contract import api
+from driftstack.adapters import aws
+from driftstack.adapters import rollout as ro
+from driftstack.settings import ServingConfig
+from driftstack.adapters.model_loader import ModelManager
+from driftstack.adapters.request_log import LogSettings, LogUnavailable, RequestLog, UnknownRequest, iso, \
     make_record, new_request_id, utc_now
 
 API_PREFIX = "/v1"
@@ -43,7 +45,7 @@ metrics = Metrics(namespace="driftstack", service=SERVICE)
 tracer = Tracer(service=SERVICE)
 
 CONFIG = ServingConfig.from_env()
-PredictRequest = schema.predict_request_type(CONFIG.batch_limit)
+PredictRequest = api.predict_request_type(CONFIG.batch_limit)
 
 
 def _count(name: str, value: float = 1) -> None:
@@ -52,7 +54,7 @@ def _count(name: str, value: float = 1) -> None:
 
 _MODELS_TABLE, _S3 = aws.dynamodb_table(CONFIG.models_table, timeout=2.0), aws.client("s3", timeout=10.0)
 MODELS = ModelManager(_MODELS_TABLE, _S3, refresh_seconds=CONFIG.refresh_seconds, emit=_count, log=logger)
-# Shadow/canary candidate (driftstack.serving.rollout): None on the hot path when no rollout is active.
+# Shadow/canary candidate (driftstack.adapters.rollout): None on the hot path when no rollout is active.
 ROLLOUT = ro.RolloutRouter(_MODELS_TABLE, _S3, refresh_seconds=CONFIG.refresh_seconds, emit=_count, log=logger,
                            on_end=MODELS.refresh)
 REQUEST_LOG = RequestLog(
@@ -97,7 +99,7 @@ def _doc(model: type, description: str, *errors: int) -> dict:
                                  "content": {"application/json": {"model": model}}}}
     for code in errors:
         out[code] = {"description": HTTPStatus(code).phrase,
-                     "content": {"application/json": {"model": schema.ErrorResponse}}}
+                     "content": {"application/json": {"model": api.ErrorResponse}}}
     return out
 
 
@@ -112,7 +114,7 @@ def _unavailable(message: str) -> ServiceError:
 
 def _client_request_id() -> str | None:
     """The client's X-Request-Id, if it sends one: logged beside our id, and it picks the canary arm
-    (a replay keeps its arm). Our own request id always carries the time (driftstack.archive)."""
+    (a replay keeps its arm). Our own request id always carries the time (driftstack.adapters.archive)."""
     rid = app.current_event.headers.get(REQUEST_ID_HEADER)  # case-insensitive (Powertools v3)
     if rid is not None and not _REQUEST_ID.fullmatch(rid):
         raise ServiceError(HTTPStatus.BAD_REQUEST, f"header X-Request-Id must be 8-64 characters of "
@@ -166,13 +168,13 @@ def _shadow(active: ro.Active, feeds, n: int) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ routes
 
 @_route("POST", "/predict", summary="Predict the fare of one trip or a batch",
-        responses=_doc(schema.PredictResponse, "predictions", 400, 413, 422, 503))
+        responses=_doc(api.PredictResponse, "predictions", 400, 413, 422, 503))
 def predict(body: Annotated[PredictRequest, Body()]):  # type: ignore[valid-type]
     model = MODELS.get()
     if model is None:
         _count("NoModel")
         raise _unavailable("no model is loaded: " + "; ".join(MODELS.degraded.values()))
-    batch = not isinstance(body, schema.SinglePredictRequest)
+    batch = not isinstance(body, api.SinglePredictRequest)
     rows = [r.__dict__ for r in body.instances] if batch else [body.features.__dict__]
     client_id = _client_request_id()
     request_id = new_request_id()
@@ -226,7 +228,7 @@ def predict(body: Annotated[PredictRequest, Body()]):  # type: ignore[valid-type
 
 
 @_route("GET", "/health", summary="Model loaded, its version, log sink health, degraded reasons",
-        responses=_doc(schema.HealthResponse, "health", 503))
+        responses=_doc(api.HealthResponse, "health", 503))
 def health():
     model = MODELS.get()
     ROLLOUT.get()
@@ -246,7 +248,7 @@ def health():
 
 
 @_route("GET", "/model", summary="Metadata of the serving model",
-        responses=_doc(schema.ModelInfo, "the serving model", 503))
+        responses=_doc(api.ModelInfo, "the serving model", 503))
 def model_info():
     model = MODELS.get()
     if model is None:
@@ -262,9 +264,9 @@ def model_info():
 
 @_route("POST", "/feedback", summary="Report the actual fare of a past prediction",
         responses={202: {"description": "feedback accepted (joined with its prediction by the log archiver)",
-                         "content": {"application/json": {"model": schema.FeedbackResponse}}},
-                   **{k: v for k, v in _doc(schema.FeedbackResponse, "", 400, 404, 422, 503).items() if k != 200}})
-def feedback(body: Annotated[schema.FeedbackRequest, Body()]):
+                         "content": {"application/json": {"model": api.FeedbackResponse}}},
+                   **{k: v for k, v in _doc(api.FeedbackResponse, "", 400, 404, 422, 503).items() if k != 200}})
+def feedback(body: Annotated[api.FeedbackRequest, Body()]):
     try:
         doc = REQUEST_LOG.record_feedback(body.request_id, body.actual_fare)
     except UnknownRequest:
@@ -302,7 +304,7 @@ def _error(code: int, message: str, errors: list[dict] | None = None, headers: d
 
 
 def _field(loc: tuple) -> str:
-    parts = [str(p) for p in loc[1:] if p not in schema.REQUEST_TAGS]  # drop "body" and union tags
+    parts = [str(p) for p in loc[1:] if p not in api.REQUEST_TAGS]  # drop "body" and union tags
     return ".".join(parts) or "body"
 
 

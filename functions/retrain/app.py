@@ -20,11 +20,14 @@ import time
 
 from aws_lambda_powertools import Logger
 
-from driftstack import decision as D
-from driftstack import archive, registry, training_set
-from driftstack import promotion as P
-from driftstack import training_backend as TB
-from driftstack.serving import aws
+from driftstack.domain import decision as D
+from driftstack.adapters import decision_store
+from driftstack.adapters import archive
+from driftstack.adapters import registry
+from driftstack.usecases import training_set
+from driftstack.usecases import promotion as P
+from driftstack.adapters import training_backend as TB
+from driftstack.adapters import aws
 
 logger = Logger(service="driftstack-retrain")
 
@@ -45,7 +48,7 @@ def _models():
 
 
 def _record(run_id: str, **changes) -> dict:
-    return D.update_record(S3, BUCKET, HISTORY, run_id, **changes)
+    return decision_store.update_record(S3, BUCKET, HISTORY, run_id, **changes)
 
 
 # ---------------------------------------------------------------- prepare data
@@ -62,7 +65,7 @@ def prepare(event, context):
     champion.setdefault("bucket", BUCKET)
     data_opts = {**json.loads(os.environ.get("RETRAIN_DATA_DEFAULTS", "{}")), **(event.get("data") or {})}
     base = f"retrain/{run_id}/"
-    D.save_record(S3, BUCKET, HISTORY, {
+    decision_store.save_record(S3, BUCKET, HISTORY, {
         "run_id": run_id, "outcome": "running", "started_at": D.now_iso(), "window": event["window"],
         "champion": champion, "check_id": event.get("check_id"), "drift": event.get("drift")})
     # A quick count from the aggregates; the Spark job reads and validates the archive itself.
@@ -134,7 +137,7 @@ def evaluate(event, context):
 
 @logger.inject_lambda_context
 def decide(event, context):
-    criteria = D.Criteria.from_env(overrides=event.get("criteria"))
+    criteria = D.Criteria.from_env(os.environ, overrides=event.get("criteria"))
     verdict = D.decide(event["evaluation"], criteria)
     need_approval = verdict["outcome"] == D.PROMOTE and criteria.require_approval
     _record(event["run_id"], decision=verdict, criteria=verdict["criteria"],
@@ -147,7 +150,7 @@ def decide(event, context):
 def request_approval(event, context):
     """Invoked with a task token (waitForTaskToken): park the token, tell a human."""
     run_id = event["run_id"]
-    D.store_approval_request(HISTORY, run_id, event["task_token"],
+    decision_store.store_approval_request(HISTORY, run_id, event["task_token"],
                              {"reasons": event["decision"]["reasons"], "evaluation": event["evaluation"]})
     _publish(f"driftstack: approval needed for {run_id}",
              {"run_id": run_id, "action": f"driftstack approve {run_id}  |  driftstack reject {run_id}",
@@ -166,7 +169,7 @@ def promote(event, context):
     ptr = registry.write_pointer(_models(), model_name=chal["model_name"], version=chal["version"],
                                  bucket=chal.get("bucket") or BUCKET, prefix=chal["prefix"], sha256=chal["sha256"],
                                  expected_version=expected, promoted_by=run_id)
-    # alias, ModelPromoted event, decision record: driftstack.promotion (the canary evaluation shares it)
+    # alias, ModelPromoted event, decision record: driftstack.usecases.promotion (the canary evaluation shares it)
     return _promotion().finish(run_id, model_name=chal["model_name"], version=ptr.version, sha256=chal["sha256"],
                                prefix=chal["prefix"], previous_version=expected, pointer_updated_at=ptr.updated_at,
                                metrics=chal["metrics"], champion_metrics=event["evaluation"]["champion"]["metrics"],
@@ -174,10 +177,10 @@ def promote(event, context):
 
 
 def _promote_as_canary(event, chal: dict, expected: str) -> dict:
-    """Safe rollout (driftstack.serving.rollout): the challenger serves PROMOTE_CANARY_SHARE of the
+    """Safe rollout (driftstack.adapters.rollout): the challenger serves PROMOTE_CANARY_SHARE of the
     requests; the scheduled canary evaluation completes it (and then finishes this promotion:
-    driftstack.promotion) or rolls it back.  Until then the run's outcome is ``canary``."""
-    from driftstack.serving import rollout
+    driftstack.usecases.promotion) or rolls it back.  Until then the run's outcome is ``canary``."""
+    from driftstack.adapters import rollout
 
     r = rollout.start(_models(), mode=rollout.CANARY, share=float(os.environ["PROMOTE_CANARY_SHARE"]),
                       model_name=chal["model_name"], version=chal["version"], bucket=chal.get("bucket") or BUCKET,

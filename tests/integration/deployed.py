@@ -18,7 +18,8 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import requests
 
-from driftstack import archive, deploy
+from driftstack.adapters import archive
+from driftstack.tools import deploy
 
 
 @dataclass

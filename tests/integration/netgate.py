@@ -15,7 +15,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from driftstack import localstack_host
+from driftstack.tools import localstack_host
 
 
 class Gate:

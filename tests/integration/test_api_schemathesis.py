@@ -25,9 +25,9 @@ import pytest
 import requests
 
 from deployed import deployed
-from driftstack.polling import wait_for
-from driftstack.schema import example_features
-from driftstack.serving.toy_model import build_toy_model, publish
+from driftstack.tools.polling import wait_for
+from driftstack.contract.api import example_features
+from driftstack.tools.toy_model import build_toy_model, publish
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402

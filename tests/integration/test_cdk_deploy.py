@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from driftstack import deploy
+from driftstack.tools import deploy
 
 pytestmark = [pytest.mark.localstack, pytest.mark.slow]
 

@@ -5,7 +5,7 @@
   writer wins each round, the others get ``PointerConflict``, and no reader ever sees a torn
   pointer (fields from two different writers). Against moto (fast) and against LocalStack's
   DynamoDB (our moto-backed provider behind the real HTTP gateway).
-* Drift triggers: N threads call ``drift.start_retraining`` for the same window against LocalStack
+* Drift triggers: N threads call ``drift_store.start_retraining`` for the same window against LocalStack
   Step Functions: exactly one execution exists afterwards.
 """
 
@@ -21,8 +21,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from driftstack import drift
-from driftstack.registry import PointerConflict, artifact_prefix, read_pointer, write_pointer
+from driftstack.domain import drift
+from driftstack.adapters import drift_store
+from driftstack.adapters.registry import PointerConflict, artifact_prefix, read_pointer, write_pointer
 
 WRITERS, ROUNDS, READERS = 8, 6, 2
 NAME = "taxi-fare"
@@ -145,7 +146,7 @@ def test_concurrent_drift_triggers_start_one_execution(localstack):
 
         def trigger(_):
             barrier.wait()
-            return drift.start_retraining(sfn, arn, doc)
+            return drift_store.start_retraining(sfn, arn, doc)
 
         with ThreadPoolExecutor(WRITERS) as pool:
             results = list(pool.map(trigger, range(WRITERS)))
@@ -159,7 +160,7 @@ def test_concurrent_drift_triggers_start_one_execution(localstack):
         for r in results:
             assert r["started"] or r["message"].startswith("not started"), r
         # Later checks of the same window never start a second one.
-        again = drift.start_retraining(sfn, arn, doc)
+        again = drift_store.start_retraining(sfn, arn, doc)
         assert not again["started"] and len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 1
     finally:
         for e in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]:

@@ -14,7 +14,10 @@ import boto3
 import pytest
 import requests
 
-from driftstack import decision, deploy, registry
+from driftstack.domain import decision
+from driftstack.adapters import decision_store
+from driftstack.tools import deploy
+from driftstack.adapters import registry
 
 pytestmark = [pytest.mark.localstack, pytest.mark.e2e, pytest.mark.slow]
 
@@ -25,7 +28,7 @@ STACK = "DriftstackDemoTest"
 def test_demo_runs_the_whole_loop(localstack, tmp_path):
     env = {**os.environ, "DRIFTSTACK_STATE_DIR": str(tmp_path)}
     proc = subprocess.run(
-        [sys.executable, "-m", "driftstack.demo", "--endpoint", localstack, "--stack", STACK,
+        [sys.executable, "-m", "driftstack.tools.demo", "--endpoint", localstack, "--stack", STACK,
          "--rows", "6000", "--max-iter", "10", "--normal-requests", "300", "--drift-requests", "600", "--json"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
@@ -39,7 +42,7 @@ def test_demo_runs_the_whole_loop(localstack, tmp_path):
         pointer = registry.read_pointer(boto3.resource("dynamodb").Table(outputs["ModelsTableName"]))
         assert pointer.version != summary["champion_before"]
         # ... the decision record in S3 says why ...
-        record = decision.load_record(s3, bucket, summary["decision_record"].rsplit("/", 1)[-1][:-5])
+        record = decision_store.load_record(s3, bucket, summary["decision_record"].rsplit("/", 1)[-1][:-5])
         assert record["outcome"] == decision.PROMOTED, record.get("reasons")
         assert record["evaluation"]["challenger"]["version"] == pointer.version
         # ... the drift report exists ...
@@ -51,7 +54,7 @@ def test_demo_runs_the_whole_loop(localstack, tmp_path):
         health = requests.get(base + "/health", headers={"x-api-key": key}, timeout=30).json()
         assert health["model_version"] == pointer.version
     finally:
-        from driftstack.demo import _empty_bucket
+        from driftstack.tools.demo import _empty_bucket
 
         _empty_bucket(s3, bucket)
         try:

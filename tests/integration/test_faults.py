@@ -33,14 +33,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from driftstack import archive
-from driftstack.registry import artifact_prefix, read_pointer, write_pointer
-from driftstack.schema import example_features
-from driftstack.serving.toy_model import build_toy_model, publish
+from driftstack.adapters import archive
+from driftstack.adapters.registry import artifact_prefix, read_pointer, write_pointer
+from driftstack.contract.api import example_features
+from driftstack.tools.toy_model import build_toy_model, publish
 from deployed import deployed
 from netgate import Gate
 
-from driftstack.polling import wait_for
+from driftstack.tools.polling import wait_for
 
 pytestmark = [pytest.mark.localstack, pytest.mark.e2e, pytest.mark.slow]
 

@@ -9,7 +9,7 @@ import socket
 import boto3
 import pytest
 
-from driftstack import localstack_host
+from driftstack.tools import localstack_host
 
 pytestmark = pytest.mark.localstack
 

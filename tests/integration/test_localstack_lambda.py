@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from driftstack import localstack_host
+from driftstack.tools import localstack_host
 LAMBDA_ROLE = "arn:aws:iam::000000000000:role/driftstack-test-lambda"
 
 pytestmark = pytest.mark.localstack

@@ -24,10 +24,11 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from driftstack import deploy, localstack_host
-from driftstack.polling import wait_for
-from driftstack.schema import example_features
-from driftstack.serving.toy_model import build_toy_model, publish
+from driftstack.tools import deploy
+from driftstack.tools import localstack_host
+from driftstack.tools.polling import wait_for
+from driftstack.contract.api import example_features
+from driftstack.tools.toy_model import build_toy_model, publish
 from deployed import deployed
 
 pytestmark = [pytest.mark.localstack, pytest.mark.e2e, pytest.mark.slow]

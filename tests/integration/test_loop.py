@@ -31,13 +31,18 @@ from pathlib import Path
 import boto3
 import pytest
 
-from driftstack import decision as D
-from driftstack import deploy, drift, ops_cli, registry
-from driftstack import training_backend as TB
-from driftstack.traffic import make_trips
+from driftstack.domain import decision as D
+from driftstack.adapters import decision_store
+from driftstack.tools import deploy
+from driftstack.domain import drift
+from driftstack.adapters import drift_store
+from driftstack.tools import ops_cli
+from driftstack.adapters import registry
+from driftstack.adapters import training_backend as TB
+from driftstack.tools.traffic import make_trips
 from deployed import deployed
 
-from driftstack.polling import wait_for
+from driftstack.tools.polling import wait_for
 
 pytestmark = [pytest.mark.localstack, pytest.mark.e2e, pytest.mark.slow]
 
@@ -84,7 +89,7 @@ def send(loop, trips, feedback: bool) -> str:
 def check_after(loop, ts: str, timeout: float = 150):
     """The first scheduled drift check whose window ends after ``ts`` (so it saw that traffic)."""
     def find():
-        for c in drift.list_checks(loop.history, 10):
+        for c in drift_store.list_checks(loop.history, 10):
             if c["window"]["end"] > ts.replace("+00:00", "Z"):
                 return c
         return None
@@ -154,7 +159,7 @@ def test_drift_triggers_one_execution_and_the_better_challenger_is_served(loop, 
     name = started[0]["name"]
 
     def triggering_check():
-        return next((c for c in drift.list_checks(loop.history, 20)
+        return next((c for c in drift_store.list_checks(loop.history, 20)
                      if (c.get("execution") or {}).get("started") and c["execution"]["name"] == name), None)
     check = wait_for(triggering_check, 60, what="the triggering check's record")
     assert check["status"] == drift.DRIFT and check["trigger"] and check["samples"] >= 100, check
@@ -170,7 +175,7 @@ def test_drift_triggers_one_execution_and_the_better_challenger_is_served(loop, 
 
     final = finished(loop, name)
     assert final["status"] == "SUCCEEDED", final
-    record = D.load_record(loop.s3, loop.bucket, name)
+    record = decision_store.load_record(loop.s3, loop.bucket, name)
     assert record["outcome"] == D.PROMOTED, record.get("reasons")
     assert_alarm_fired(f"{STACK}-DriftDetected")
     # `driftstack status` traffic figures: the predict function's metrics, real in LocalStack too.
@@ -186,13 +191,13 @@ def test_drift_triggers_one_execution_and_the_better_challenger_is_served(loop, 
     assert time.monotonic() - promoted_at <= 60
     r = loop.http.post(loop.base + "/predict", json={"features": drifted.features[0]}, timeout=30)
     assert r.status_code == 200 and r.json()["model_version"] == new.version
-    assert [d["run_id"] for d in D.list_records(loop.history)][:1] == [name]
+    assert [d["run_id"] for d in decision_store.list_records(loop.history)][:1] == [name]
 
 
 def _start(loop, name: str, **extra) -> str:
     """Start a run for the latest drift window against the current champion (what the drift check
     sends), with optional overrides."""
-    doc = drift.list_checks(loop.history, 20)
+    doc = drift_store.list_checks(loop.history, 20)
     window = next(c["window"] for c in doc if c["status"] == drift.DRIFT)
     ptr = registry.read_pointer(loop.models)
     payload = {"run_id": name, "window": window, "check_id": f"manual-{name}",
@@ -207,7 +212,7 @@ def test_a_challenger_that_is_not_better_is_rejected(loop, champion):
     name = _start(loop, f"again-{int(time.time())}")   # same data as the promoted champion saw
     final = finished(loop, name)
     assert final["status"] == "SUCCEEDED", final
-    record = D.load_record(loop.s3, loop.bucket, name)
+    record = decision_store.load_record(loop.s3, loop.bucket, name)
     assert record["outcome"] == D.REJECTED
     failed = [c["name"] for c in record["decision"]["checks"] if not c["passed"]]
     assert "rmse" in failed and any("improvement" in r for r in record["reasons"])
@@ -220,11 +225,11 @@ def test_a_failed_training_run_takes_the_failure_path(loop, champion):
     name = _start(loop, f"broken-{int(time.time())}", training={"max_depth": -1})
     final = finished(loop, name)
     assert final["status"] == "FAILED"
-    record = D.load_record(loop.s3, loop.bucket, name)
+    record = decision_store.load_record(loop.s3, loop.bucket, name)
     assert record["outcome"] == D.FAILED and "maxDepth" in record["error"], record.get("error")
     assert "champion unchanged" in record["reasons"]
     assert registry.read_pointer(loop.models) == before
-    listed = {d["run_id"]: d for d in D.list_records(loop.history)}
+    listed = {d["run_id"]: d for d in decision_store.list_records(loop.history)}
     assert listed[name]["outcome"] == D.FAILED
 
 
@@ -257,7 +262,7 @@ def test_a_training_run_over_its_time_limit_is_stopped_and_recorded(loop, champi
         loop.lam.update_function_configuration(FunctionName=poll_fn, Environment={"Variables": env})
         loop.lam.get_waiter("function_updated_v2").wait(FunctionName=poll_fn)
     assert final["status"] == "FAILED", final
-    record = D.load_record(loop.s3, loop.bucket, name)
+    record = decision_store.load_record(loop.s3, loop.bucket, name)
     assert record["outcome"] == D.FAILED and "training timed out after" in record["error"], record.get("error")
     assert "(limit 1s)" in record["error"] and "champion unchanged" in record["reasons"]
     assert "evaluation" not in record                       # it never got as far as a result
@@ -274,11 +279,11 @@ def test_a_training_job_that_crashes_mid_fit_is_recorded_and_leaves_nothing_behi
     before = registry.read_pointer(loop.models)
     name = _start(loop, f"crash-{int(time.time())}")
     wait_for(lambda: _java_processes(name), 240, interval=1, what="the run's Spark JVM")
-    driver = D.load_record(loop.s3, loop.bucket, name)["training"]["handle"]["pid"]
+    driver = decision_store.load_record(loop.s3, loop.bucket, name)["training"]["handle"]["pid"]
     os.kill(driver, signal.SIGKILL)
     final = finished(loop, name)
     assert final["status"] == "FAILED", final
-    record = D.load_record(loop.s3, loop.bucket, name)
+    record = decision_store.load_record(loop.s3, loop.bucket, name)
     assert record["outcome"] == D.FAILED, record
     assert f"training process {driver} exited without reporting a result" in record["error"], record["error"]
     assert "champion unchanged" in record["reasons"] and "evaluation" not in record
@@ -291,14 +296,14 @@ def test_approval_step_waits_for_a_human_and_a_rejection_completes_it(loop, cham
     deploy.deploy(loop.endpoint, stack=STACK, context={**loop.context, "approval": "true"})  # redeploy: +step
     # Criteria relaxed for this run so the decision is "promote" and the approval step is reached.
     name = _start(loop, f"approve-{int(time.time())}", criteria={"min_rmse_improvement": -100})
-    pending = wait_for(lambda: [p for p in D.pending_approvals(loop.history) if p["run_id"] == name], 300,
+    pending = wait_for(lambda: [p for p in decision_store.pending_approvals(loop.history) if p["run_id"] == name], 300,
                        interval=3, what="the approval request")
     assert pending[0]["reasons"]
     arn = loop.arn.replace(":stateMachine:", ":execution:") + f":{name}"
     assert loop.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
-    D.complete_approval(loop.sfn, loop.history, name, False, by="test", reason="change freeze")
+    decision_store.complete_approval(loop.sfn, loop.history, name, False, by="test", reason="change freeze")
     final = finished(loop, name, timeout=120)
     assert final["status"] == "SUCCEEDED", final
-    record = D.load_record(loop.s3, loop.bucket, name)
+    record = decision_store.load_record(loop.s3, loop.bucket, name)
     assert record["outcome"] == D.REJECTED and record["reasons"] == ["rejected by test: change freeze"]
     assert registry.read_pointer(loop.models) == before

@@ -20,16 +20,17 @@ import onnxruntime as ort
 import pytest
 import requests
 
-from driftstack import decision as D
-from driftstack import encoding
-from driftstack import promotion as P
-from driftstack.registry import read_pointer
-from driftstack.schema import example_features
-from driftstack.serving import rollout as ro
-from driftstack.serving.toy_model import build_toy_model, publish
+from driftstack.domain import decision as D
+from driftstack.adapters import decision_store
+from driftstack.domain import encoding
+from driftstack.usecases import promotion as P
+from driftstack.adapters.registry import read_pointer
+from driftstack.contract.api import example_features
+from driftstack.adapters import rollout as ro
+from driftstack.tools.toy_model import build_toy_model, publish
 from deployed import deployed
 
-from driftstack.polling import wait_for
+from driftstack.tools.polling import wait_for
 
 pytestmark = [pytest.mark.localstack, pytest.mark.e2e, pytest.mark.slow]
 
@@ -201,7 +202,7 @@ def test_promotion_canary_completes_like_a_direct_promotion(api, champion, mlflo
                   "champion": {"model_name": "taxi-fare", "version": incumbent, "metrics": {"rmse": 9.0}},
                   "challenger": {"model_name": "taxi-fare", "version": "6", "sha256": cand["sha256"],
                                  "prefix": cand["prefix"], "bucket": api.bucket, "metrics": {"rmse": 4.0}}}
-    D.save_record(api.s3, api.bucket, api.history, {"run_id": run_id, "outcome": "decided", "evaluation": evaluation})
+    decision_store.save_record(api.s3, api.bucket, api.history, {"run_id": run_id, "outcome": "decided", "evaluation": evaluation})
     queues = {}
     for name in ("notes", "events"):
         url = sqs.create_queue(QueueName=f"{STACK}-{name}")["QueueUrl"]
@@ -237,7 +238,7 @@ def test_promotion_canary_completes_like_a_direct_promotion(api, champion, mlflo
         outcome = wait_for(lambda: (o := ro.outcome_of(api.models, r.rollout_id)) and o, timeout=240, interval=3,
                            what="the scheduled canary evaluation to complete the promotion")
         assert outcome["outcome"] == "completed" and outcome["run_id"] == run_id, outcome
-        record = wait_for(lambda: (x := D.load_record(api.s3, api.bucket, run_id)) and x["outcome"] != P.CANARY and x,
+        record = wait_for(lambda: (x := decision_store.load_record(api.s3, api.bucket, run_id)) and x["outcome"] != P.CANARY and x,
                           timeout=60, what="the decision record finished")
         # what a direct promotion leaves (tests/integration/test_loop.py), plus the canary's evidence
         ptr = read_pointer(api.models)
@@ -248,7 +249,7 @@ def test_promotion_canary_completes_like_a_direct_promotion(api, champion, mlflo
         assert record["pointer"]["version"] == "6" and "promotion_errors" not in record
         assert record["mlflow_alias"]["status"] == "set" and record["mlflow_alias"]["version"] == "6", record["mlflow_alias"]
         assert record["canary"]["evaluation"]["outcome"] == "complete"
-        assert D.list_records(api.history)[0]["run_id"] == run_id
+        assert decision_store.list_records(api.history)[0]["run_id"] == run_id
         from mlflow import MlflowClient
         assert str(MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
                    .get_model_version_by_alias("taxi-fare", "champion").version) == "6"

@@ -15,12 +15,12 @@ import boto3
 import pytest
 import requests
 
-from driftstack import features as fc
-from driftstack.schema import example_features
-from driftstack.serving.toy_model import build_toy_model, publish
+from driftstack.contract import features as fc
+from driftstack.contract.api import example_features
+from driftstack.tools.toy_model import build_toy_model, publish
 from deployed import deployed
 
-from driftstack.polling import wait_for
+from driftstack.tools.polling import wait_for
 
 pytestmark = [pytest.mark.localstack, pytest.mark.e2e]
 

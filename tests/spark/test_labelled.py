@@ -8,10 +8,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from driftstack import archive as A
-from driftstack import features as F
-from driftstack.schema import example_features
-from driftstack.training_set import NotEnoughData
+from driftstack.adapters import archive as A
+from driftstack.contract import features as F
+from driftstack.contract.api import example_features
+from driftstack.usecases.training_set import NotEnoughData
 from spark_jobs.labelled import assemble
 
 pytestmark = pytest.mark.spark

@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from driftstack import features as F
+from driftstack.contract import features as F
 from driftstack.data.generate import write_month
 from driftstack.data.schema import SchemaError
 from driftstack.data.tlc import read_tlc

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from driftstack import features as F
-from driftstack import registry
+from driftstack.contract import features as F
+from driftstack.adapters import registry
 from driftstack.data.generate import write_month
 from driftstack.data.tlc import read_tlc
 from spark_jobs import score_batch, train, verify

@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 import pytest
 
-from driftstack import features as F
+from driftstack.contract import features as F
 from spark_jobs import verify
 from spark_jobs.onnx_export import export_onnx, read_gbt_nodes
 from spark_jobs.pipeline import GBTParams, build_pipeline

@@ -5,8 +5,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from driftstack import cli as cli_mod
-from driftstack.cli import cli
+from driftstack.tools import cli as cli_mod
+from driftstack.tools.cli import cli
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ def runner(monkeypatch, tmp_path):
     # so monkeypatch restores them and later moto tests in this process are not sent to LocalStack.
     for var in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
         monkeypatch.setenv(var, "http://127.0.0.1:9" if var == "AWS_ENDPOINT_URL" else "testing")
-    import driftstack.api_client as api_client
+    import driftstack.tools.api_client as api_client
     monkeypatch.setattr(api_client, "STATE_DIR", tmp_path)
     return CliRunner()
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from driftstack import features as F
+from driftstack.contract import features as F
 from driftstack.data.derive import ValidationReport, derive
 from driftstack.data.schema import SchemaError, check_schema
 

@@ -6,7 +6,7 @@ import pytest
 
 from driftstack.data import generate as G
 from driftstack.data.tlc import read_tlc
-from driftstack.profile import categorical_counts, numeric_counts, numeric_edges, proportions, psi
+from driftstack.domain.profile import categorical_counts, numeric_counts, numeric_edges, proportions, psi
 
 ROWS = 60_000
 
@@ -117,7 +117,7 @@ def test_bad_knobs():
 
 
 def test_feature_records_are_request_ready():
-    from driftstack import features as F
+    from driftstack.contract import features as F
 
     recs = G.feature_records(500, "2023-05", seed=2, drift="covariate")
     assert 450 < len(recs) <= 500

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from driftstack.data import zones
-from driftstack.features import BOROUGHS
+from driftstack.contract.features import BOROUGHS
 
 CSV = Path(zones.__file__).parent / zones.ZONE_FILE
 

@@ -11,15 +11,18 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from driftstack import aggregates as G
-from driftstack import archive as A
-from driftstack import drift as D
-from driftstack import features as F
-from driftstack import log_drain
-from driftstack import profile as P
-from driftstack import registry, report
-from driftstack.serving.request_log import LogSettings, RequestLog, iso, make_record, message, new_request_id
-from driftstack.traffic import make_trips
+from driftstack.adapters import aggregates as G
+from driftstack.adapters import archive as A
+from driftstack.domain import drift as D
+from driftstack.adapters import drift_store
+from driftstack.usecases import drift_check
+from driftstack.contract import features as F
+from driftstack.usecases import log_drain
+from driftstack.domain import profile as P
+from driftstack.adapters import registry
+from driftstack.domain import report
+from driftstack.adapters.request_log import LogSettings, RequestLog, iso, make_record, message, new_request_id
+from driftstack.tools.traffic import make_trips
 
 BUCKET = "artifacts"
 NOW = datetime(2026, 11, 23, 10, 7, 30, tzinfo=timezone.utc)
@@ -55,7 +58,7 @@ def aws(moto):
 
 def _run(aws, **kw):
     s3, models = aws[0], aws[1]
-    return D.run_check(s3=s3, models_table=models, layout=LAYOUT, now=kw.pop("now", NOW), cfg=kw.pop("cfg", CFG), **kw)
+    return drift_check.run_check(s3=s3, models_table=models, layout=LAYOUT, now=kw.pop("now", NOW), cfg=kw.pop("cfg", CFG), **kw)
 
 
 def _champion(s3, models, prof, version="1", holdout_rmse=2.0, sha=SHA):
@@ -116,7 +119,7 @@ def test_config_from_env_and_errors_name_the_field():
     with pytest.raises(ValueError, match="psi_threshold"):
         D.DriftConfig(psi_threshold=-1)
     with pytest.raises(D.DriftCheckError, match="window_minutes=62 is not a multiple of the archive's 5-minute"):
-        D.check_alignment(D.DriftConfig(window_minutes=62, period_minutes=5), LAYOUT)
+        drift_check.check_alignment(D.DriftConfig(window_minutes=62, period_minutes=5), LAYOUT)
 
 
 def test_normal_traffic_is_no_drift(aws, reference):
@@ -193,13 +196,13 @@ def test_persist_writes_json_report_and_a_listable_history_item(aws, reference):
     _champion(s3, models, reference)
     _log(aws, make_trips(500, seed=9, drift="covariate", month="2023-07"), at=NOW - timedelta(minutes=30))
     doc = _run(aws)
-    D.persist(doc, s3=s3, bucket=BUCKET, history_table=history)
+    drift_store.persist(doc, s3=s3, bucket=BUCKET, history_table=history)
     key = doc["result_uri"].split(BUCKET + "/", 1)[1]
     stored = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
     assert stored["check_id"] == doc["check_id"] and stored["features"]["trip_distance"]["drifted"]
     html = s3.get_object(Bucket=BUCKET, Key=doc["report_uri"].split(BUCKET + "/", 1)[1])["Body"].read().decode()
     assert html.count("<svg") == 13 and "trip_distance" in html and "drifted" in html
-    listed = D.list_checks(history)
+    listed = drift_store.list_checks(history)
     assert listed[0]["check_id"] == doc["check_id"] and listed[0]["trigger"] is True
     names = {m[0] for m in D.metrics_of(doc)}
     assert {"DriftSamples", "DriftedFeatures", "FeaturePSI", "PredictionPSI"} <= names
@@ -227,16 +230,16 @@ def test_start_retraining_at_most_once_per_window(monkeypatch):
         arn = sfn.create_state_machine(
             name="sm", roleArn="arn:aws:iam::123456789012:role/sm",
             definition=json.dumps({"StartAt": "W", "States": {"W": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
-        first = D.start_retraining(sfn, arn, _doc())
+        first = drift_store.start_retraining(sfn, arn, _doc())
         assert first["started"] and first["name"] == "retrain-20261123T1005Z-60m-v1"
         assert json.loads(sfn.describe_execution(executionArn=first["execution_arn"])["input"])["window"]["id"] \
             == "20261123T1005Z-60m"
-        second = D.start_retraining(sfn, arn, _doc())
+        second = drift_store.start_retraining(sfn, arn, _doc())
         assert second["started"] is False and "still running" in second["message"]
         sfn.stop_execution(executionArn=first["execution_arn"])
-        third = D.start_retraining(sfn, arn, _doc())            # same window, first one finished
+        third = drift_store.start_retraining(sfn, arn, _doc())            # same window, first one finished
         assert third["started"] is False and "already exists" in third["message"]
-        cooled = D.start_retraining(sfn, arn, _doc(version="2"), cooldown_minutes=60)
+        cooled = drift_store.start_retraining(sfn, arn, _doc(version="2"), cooldown_minutes=60)
         assert cooled["started"] is False and "cooldown" in cooled["message"]
-        assert D.start_retraining(sfn, arn, _doc(version="2"))["started"] is True
+        assert drift_store.start_retraining(sfn, arn, _doc(version="2"))["started"] is True
         assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 2

@@ -8,7 +8,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from driftstack import decision as D
+from driftstack.domain import decision as D
+from driftstack.adapters import decision_store
 
 
 def evaluation(champ_rmse=5.0, chal_rmse=4.0, champ_p50=0.020, chal_p50=0.021, parity=True, valid=True, rows=500):
@@ -76,37 +77,37 @@ def aws(moto):
 
 def test_records_are_updated_in_place_and_listed_newest_first(aws):
     s3, table = aws
-    D.save_record(s3, "bkt", table, {"run_id": "r1", "outcome": "running", "started_at": "2026-01-01T00:00:00Z",
+    decision_store.save_record(s3, "bkt", table, {"run_id": "r1", "outcome": "running", "started_at": "2026-01-01T00:00:00Z",
                                    "champion": {"version": "1"}})
-    D.save_record(s3, "bkt", table, {"run_id": "r2", "outcome": "running", "started_at": "2026-01-02T00:00:00Z"})
+    decision_store.save_record(s3, "bkt", table, {"run_id": "r2", "outcome": "running", "started_at": "2026-01-02T00:00:00Z"})
     ev = evaluation()
     ev["challenger"]["version"] = "2"
-    D.update_record(s3, "bkt", table, "r1", evaluation=ev, outcome=D.REJECTED, reasons=["too slow"])
-    D.update_record(s3, "bkt", table, "r3", outcome=D.FAILED, error="boom")  # failed before it had a record
-    listed = D.list_records(table)
+    decision_store.update_record(s3, "bkt", table, "r1", evaluation=ev, outcome=D.REJECTED, reasons=["too slow"])
+    decision_store.update_record(s3, "bkt", table, "r3", outcome=D.FAILED, error="boom")  # failed before it had a record
+    listed = decision_store.list_records(table)
     assert [r["run_id"] for r in listed] == ["r3", "r2", "r1"]  # r3 started now (2026-11+)
     r1 = next(r for r in listed if r["run_id"] == "r1")
     assert r1["outcome"] == D.REJECTED and r1["reasons"] == ["too slow"] and r1["challenger_version"] == "2"
     assert r1["champion_metrics"]["rmse"] == 5.0
     assert len([r for r in listed if r["run_id"] == "r1"]) == 1     # one item per run, not per update
-    full = D.load_record(s3, "bkt", "r1")
+    full = decision_store.load_record(s3, "bkt", "r1")
     assert full["champion"] == {"version": "1"} and full["evaluation"]["challenger"]["metrics"]["rmse"] == 4.0
-    assert D.load_record(s3, "bkt", "nope") is None
+    assert decision_store.load_record(s3, "bkt", "nope") is None
 
 
 def test_approval_sends_the_answer_with_the_stored_token(aws):
     _, table = aws
-    D.store_approval_request(table, "r1", "token-123", {"reasons": ["better"]})
-    assert D.pending_approvals(table)[0]["run_id"] == "r1"
+    decision_store.store_approval_request(table, "r1", "token-123", {"reasons": ["better"]})
+    assert decision_store.pending_approvals(table)[0]["run_id"] == "r1"
     sfn = boto3.client("stepfunctions")
     with Stubber(sfn) as stub:
         stub.add_response("send_task_success", {}, {"taskToken": "token-123",
                                                      "output": StubAny()})
-        answer = D.complete_approval(sfn, table, "r1", True, by="alice", reason="looks good")
+        answer = decision_store.complete_approval(sfn, table, "r1", True, by="alice", reason="looks good")
     assert answer["approved"] is True and answer["by"] == "alice"
-    assert D.pending_approvals(table) == []
+    assert decision_store.pending_approvals(table) == []
     with pytest.raises(KeyError, match="no pending approval for run 'r1'"):
-        D.complete_approval(sfn, table, "r1", False)
+        decision_store.complete_approval(sfn, table, "r1", False)
 
 
 class StubAny:

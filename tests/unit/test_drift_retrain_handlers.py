@@ -14,13 +14,14 @@ from pathlib import Path
 import boto3
 import pytest
 
-from driftstack import decision as D
-from driftstack import registry
-from driftstack import archive as A
-from driftstack import log_drain
-from driftstack.serving.request_log import LogSettings, RequestLog, iso, make_record, new_request_id, utc_now
-from driftstack.training_set import NotEnoughData
-from driftstack.traffic import make_trips
+from driftstack.domain import decision as D
+from driftstack.adapters import decision_store
+from driftstack.adapters import registry
+from driftstack.adapters import archive as A
+from driftstack.usecases import log_drain
+from driftstack.adapters.request_log import LogSettings, RequestLog, iso, make_record, new_request_id, utc_now
+from driftstack.usecases.training_set import NotEnoughData
+from driftstack.tools.traffic import make_trips
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "artifacts"
@@ -99,7 +100,7 @@ def test_promote_is_a_conditional_write_a_concurrent_promotion_wins(app):
     failed = app.record_failure({**_event(), "error": {"Error": "PointerConflict",
                                                        "Cause": json.dumps({"errorMessage": "pointer moved"})}}, Ctx())
     assert failed["reason"] == "PointerConflict: pointer moved"
-    rec = D.load_record(boto3.client("s3"), BUCKET, "run-1")
+    rec = decision_store.load_record(boto3.client("s3"), BUCKET, "run-1")
     assert rec["outcome"] == D.FAILED and "champion unchanged" in rec["reasons"]
 
 
@@ -111,21 +112,21 @@ def test_promote_switches_the_pointer_and_emits_the_event(app):
     assert out["version"] == "2" and out["previous_version"] == "1"
     assert out["mlflow_alias"]["status"] == "pending"     # not the local backend: intent recorded
     assert registry.read_pointer(models).version == "2"
-    assert D.load_record(boto3.client("s3"), BUCKET, "run-1")["outcome"] == D.PROMOTED
+    assert decision_store.load_record(boto3.client("s3"), BUCKET, "run-1")["outcome"] == D.PROMOTED
 
 
 def test_reject_records_a_human_no(app):
     ev = {**_event(), "approval": {"approved": False, "by": "alice", "reason": "holiday freeze"}}
     out = app.reject(ev, Ctx())
     assert out["reasons"] == ["rejected by alice: holiday freeze"]
-    assert D.list_records(boto3.resource("dynamodb").Table("history"))[0]["outcome"] == D.REJECTED
+    assert decision_store.list_records(boto3.resource("dynamodb").Table("history"))[0]["outcome"] == D.REJECTED
 
 
 def test_a_training_job_past_its_time_limit_is_stopped_and_recorded_as_failed(app, monkeypatch, tmp_path):
     """poll_training on the local backend: over TRAINING_TIMEOUT_SECONDS the run is cancelled (the
     job and the child it started, like Spark's JVM), the poll says failed/timed out, and
     record_failure writes that reason with the champion untouched."""
-    from driftstack import training_backend as TB
+    from driftstack.adapters import training_backend as TB
 
     (tmp_path / "spark_jobs").mkdir()
     (tmp_path / "spark_jobs" / "retrain.py").write_text(
@@ -156,7 +157,7 @@ def test_a_training_job_past_its_time_limit_is_stopped_and_recorded_as_failed(ap
         assert TB.run_processes("run-1") == []                  # the job and its child are gone
         out = app.record_failure({**ev, "job": handle, "poll": poll}, Ctx())
         assert out["reason"] == poll["reason"]
-        rec = D.load_record(boto3.client("s3"), BUCKET, "run-1")
+        rec = decision_store.load_record(boto3.client("s3"), BUCKET, "run-1")
         assert rec["outcome"] == D.FAILED and "timed out" in rec["error"] and "champion unchanged" in rec["reasons"]
         assert rec["training"]["handle"]["pid"] == handle["pid"]
         assert registry.read_pointer(models) == before

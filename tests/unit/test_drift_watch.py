@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from rich.console import Console
 
-from driftstack import watch as W
+from driftstack.tools import watch as W
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
 

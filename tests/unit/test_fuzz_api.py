@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from driftstack.schema import example_features
-from driftstack.serving.toy_model import build_toy_model, publish
+from driftstack.contract.api import example_features
+from driftstack.tools.toy_model import build_toy_model, publish
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET, MODELS = "artifacts", "models"

@@ -3,7 +3,7 @@ platforms with a message that says why and what to use instead."""
 
 import pytest
 
-from driftstack import localstack_host
+from driftstack.tools import localstack_host
 
 
 @pytest.mark.parametrize("system,machine", [("Darwin", "arm64"), ("Linux", "aarch64"), ("Windows", "AMD64"),

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from driftstack import metrics as M
+from driftstack.domain import metrics as M
 
 
 def test_values_by_hand():

@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT / "cdk"))
 cdk = pytest.importorskip("aws_cdk")
 from aws_cdk.assertions import Template  # noqa: E402
 
-from driftstack import features as fc  # noqa: E402
+from driftstack.contract import features as fc  # noqa: E402
 
 
 def _synth(cdk_stack, **context) -> Template:

@@ -17,14 +17,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from driftstack import encoding
-from driftstack import features as fc
-from driftstack.registry import PointerConflict, read_pointer, write_pointer
-from driftstack.schema import example_features
-from driftstack import archive as A
-from driftstack import log_drain
-from driftstack.serving.request_log import utc_now
-from driftstack.serving.toy_model import build_toy_model, publish
+from driftstack.domain import encoding
+from driftstack.contract import features as fc
+from driftstack.adapters.registry import PointerConflict, read_pointer, write_pointer
+from driftstack.contract.api import example_features
+from driftstack.adapters import archive as A
+from driftstack.usecases import log_drain
+from driftstack.adapters.request_log import utc_now
+from driftstack.tools.toy_model import build_toy_model, publish
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -530,7 +530,7 @@ def test_sample_events_cover_the_api():
     assert set(single["features"]) == set(fc.FEATURE_NAMES)
     # the "valid" samples really are valid for the schema, the bad one really is not
     from pydantic import TypeAdapter, ValidationError
-    from driftstack.schema import predict_request_type
+    from driftstack.contract.api import predict_request_type
     adapter = TypeAdapter(predict_request_type())
     for name in ("predict_single", "predict_batch"):
         adapter.validate_json(event(name)["body"])

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from driftstack import features as F
-from driftstack import profile as P
+from driftstack.contract import features as F
+from driftstack.domain import profile as P
 
 
 # ------------------------------------------------------------ a plain reference implementation

@@ -12,11 +12,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
-from driftstack import aggregates as G
-from driftstack import archive as A
-from driftstack import log_drain
-from driftstack.schema import example_features
-from driftstack.serving.request_log import (LogSettings, LogUnavailable, RequestLog, UnknownRequest, chunks, iso,
+from driftstack.adapters import aggregates as G
+from driftstack.adapters import archive as A
+from driftstack.usecases import log_drain
+from driftstack.contract.api import example_features
+from driftstack.adapters.request_log import (LogSettings, LogUnavailable, RequestLog, UnknownRequest, chunks, iso,
                                             make_record, message, new_request_id, parse_message)
 
 BUCKET = "artifacts"

@@ -8,10 +8,10 @@ import uuid
 import numpy as np
 import pytest
 
-from driftstack import canary
-from driftstack.registry import read_pointer
-from driftstack.serving import rollout as ro
-from driftstack.serving.toy_model import build_toy_model, publish
+from driftstack.domain import canary
+from driftstack.adapters.registry import read_pointer
+from driftstack.adapters import rollout as ro
+from driftstack.tools.toy_model import build_toy_model, publish
 
 BUCKET, MODELS = "artifacts", "models"
 
@@ -317,14 +317,13 @@ def test_scheduler_stalls_in_the_tail_alone_are_not_a_breach():
     assert doc["outcome"] == canary.COMPLETE
 
 
-def test_criteria_from_env_and_overrides(monkeypatch):
-    monkeypatch.setenv("CANARY_MIN_REQUESTS", "7")
-    c = canary.CanaryCriteria.from_env(max_latency_ratio="2.5")
+def test_criteria_from_env_and_overrides():
+    c = canary.CanaryCriteria.from_env({"CANARY_MIN_REQUESTS": "7"}, max_latency_ratio="2.5")
     assert (c.min_requests, c.max_latency_ratio) == (7, 2.5)
     with pytest.raises(ValueError, match="max_error_rate"):
-        canary.CanaryCriteria.from_env(max_error_rate="lots")
+        canary.CanaryCriteria.from_env({}, max_error_rate="lots")
     with pytest.raises(ValueError, match="unknown canary criteria: bogus"):
-        canary.CanaryCriteria.from_env(bogus=1)
+        canary.CanaryCriteria.from_env({}, bogus=1)
 
 
 def test_shadow_comparison_agreement_and_feedback_error():

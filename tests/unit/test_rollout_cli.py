@@ -8,11 +8,11 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from driftstack import ops_cli
-from driftstack.cli import cli
-from driftstack.registry import read_pointer
-from driftstack.serving import rollout as ro
-from driftstack.serving.toy_model import build_toy_model, publish
+from driftstack.tools import ops_cli
+from driftstack.tools.cli import cli
+from driftstack.adapters.registry import read_pointer
+from driftstack.adapters import rollout as ro
+from driftstack.tools.toy_model import build_toy_model, publish
 
 BUCKET = "artifacts"
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from test_predict_handler import BUCKET, archived, aws_env, call, champion, event, expected, load_app  # noqa: F401
 
-from driftstack.registry import read_pointer
-from driftstack.schema import example_features
-from driftstack.serving import rollout as ro
-from driftstack.serving.toy_model import build_toy_model, publish
+from driftstack.adapters.registry import read_pointer
+from driftstack.contract.api import example_features
+from driftstack.adapters import rollout as ro
+from driftstack.tools.toy_model import build_toy_model, publish
 
 
 def trips(n: int, seed: int = 0, long_share: float = 0.0) -> list[dict]:

@@ -9,10 +9,10 @@ import boto3
 import pytest
 from test_drift_retrain_handlers import BUCKET, Ctx, _event, app  # noqa: F401
 
-from driftstack import decision as D
-from driftstack import promotion as P
-from driftstack import registry
-from driftstack.serving import rollout as ro
+from driftstack.adapters import decision_store
+from driftstack.usecases import promotion as P
+from driftstack.adapters import registry
+from driftstack.adapters import rollout as ro
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_promote_starts_a_canary_and_leaves_the_champion(canary_app):
     active = ro.read(models)
     assert (active.pointer.version, active.incumbent_version, active.reason) == ("2", "1", "promotion decision run-1")
     assert active.run_id == "run-1"                               # the evaluation finishes this run's promotion
-    rec = D.load_record(boto3.client("s3"), BUCKET, "run-1")
+    rec = decision_store.load_record(boto3.client("s3"), BUCKET, "run-1")
     assert rec["outcome"] == P.CANARY and rec["rollout"]["rollout_id"] == active.rollout_id
     assert "mlflow_alias" not in rec and "promoted_at" not in rec  # not promoted yet: the canary decides
 

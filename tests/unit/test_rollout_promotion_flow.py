@@ -20,11 +20,12 @@ import pytest
 from test_predict_handler import BUCKET, aws_env, champion  # noqa: F401
 from test_rollout_handler import Ctx, app, candidate, evaluator, predict, trips  # noqa: F401
 
-from driftstack import decision as D
-from driftstack import promotion as P
-from driftstack.registry import read_pointer
-from driftstack.serving import rollout as ro
-from driftstack.serving.toy_model import build_toy_model
+from driftstack.domain import decision as D
+from driftstack.adapters import decision_store
+from driftstack.usecases import promotion as P
+from driftstack.adapters.registry import read_pointer
+from driftstack.adapters import rollout as ro
+from driftstack.tools.toy_model import build_toy_model
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = "run-7"
@@ -72,7 +73,7 @@ def _decided(flow, cand: dict) -> dict:
                   "champion": {"model_name": "taxi-fare", "version": "1", "metrics": METRICS["champion"]},
                   "challenger": {"model_name": "taxi-fare", "version": cand["version"], "sha256": cand["sha256"],
                                  "prefix": cand["prefix"], "bucket": BUCKET, "metrics": METRICS["challenger"]}}
-    D.save_record(flow.s3, BUCKET, flow.history, {"run_id": RUN, "outcome": "decided", "evaluation": evaluation,
+    decision_store.save_record(flow.s3, BUCKET, flow.history, {"run_id": RUN, "outcome": "decided", "evaluation": evaluation,
                                                   "reasons": ["RMSE 4.0 vs champion 9.0"]})
     return {"run_id": RUN, "champion": {"model_name": "taxi-fare", "version": "1"}, "evaluation": evaluation,
             "decision": {"outcome": "promote", "reasons": ["RMSE 4.0 vs champion 9.0"]}}
@@ -99,11 +100,11 @@ def assert_promoted(flow, version: str, previous: str) -> dict:
     ptr = read_pointer(flow.models)
     assert (ptr.version, ptr.model_name) == (version, "taxi-fare")
     assert flow.models.get_item(Key={"pk": "pointer#champion"})["Item"]["promoted_by"] == RUN
-    rec = D.load_record(flow.s3, BUCKET, RUN)
+    rec = decision_store.load_record(flow.s3, BUCKET, RUN)
     assert rec["outcome"] == D.PROMOTED and rec["promoted_at"] and rec["pointer"]["version"] == version
     assert rec["mlflow_alias"] == {"model_name": "taxi-fare", "alias": "champion", "version": version,
                                    "status": "pending", "note": rec["mlflow_alias"]["note"]}
-    assert D.list_records(flow.history)[0]["outcome"] == D.PROMOTED
+    assert decision_store.list_records(flow.history)[0]["outcome"] == D.PROMOTED
     events = flow.events()
     assert [e["detail-type"] for e in events] == ["ModelPromoted"]
     detail = events[0]["detail"]
@@ -143,11 +144,11 @@ def test_a_rolled_back_promotion_canary_is_recorded_and_notified(flow, app, eval
     out = _canary(flow, app, evaluator, build_toy_model(nan_above_distance=10.5), long_share=0.3)
     assert out["status"] == "rollback" and out["promotion"]["outcome"] == P.ROLLED_BACK
     assert read_pointer(flow.models).version == "1" and flow.events() == []
-    rec = D.load_record(flow.s3, BUCKET, RUN)
+    rec = decision_store.load_record(flow.s3, BUCKET, RUN)
     assert rec["outcome"] == P.ROLLED_BACK and "mlflow_alias" not in rec
     assert rec["reasons"][0].startswith("canary rolled back: candidate error rate")
     assert rec["canary"]["outcome"] == "rolled_back" and rec["canary"]["evaluation"]["candidate"]["errors"] > 0
-    assert D.list_records(flow.history)[0]["outcome"] == P.ROLLED_BACK
+    assert decision_store.list_records(flow.history)[0]["outcome"] == P.ROLLED_BACK
     subjects = [n["Subject"] for n in flow.notifications()]
     assert subjects == [f"driftstack retraining {RUN}: canary", f"driftstack retraining {RUN}: rolled_back"]
 
@@ -167,7 +168,7 @@ def test_a_failing_write_after_the_pointer_moved_is_reported_not_hidden(flow, ap
     assert ro.last_evaluation(flow.models)["promotion"]["errors"] == errors          # the evidence is kept
     assert flow.notifications()[-1]["Subject"] == f"driftstack retraining {RUN}: promoted"
     if var == "EVENT_BUS_NAME":  # the record could be written: it says what is missing
-        rec = D.load_record(flow.s3, BUCKET, RUN)
+        rec = decision_store.load_record(flow.s3, BUCKET, RUN)
         assert rec["outcome"] == D.PROMOTED and rec["promotion_errors"] == errors
         assert json.loads(flow.notifications()[-1]["Message"])["errors"] == errors
 
@@ -189,7 +190,7 @@ def test_local_backend_sets_the_mlflow_alias_after_the_canary(flow, app, evaluat
         monkeypatch.setenv(k, v)
     out = _canary(flow, app, evaluator, build_toy_model(per_mile=2.52))
     assert out["status"] == "complete", out["reasons"]
-    alias = D.load_record(flow.s3, BUCKET, RUN)["mlflow_alias"]
+    alias = decision_store.load_record(flow.s3, BUCKET, RUN)["mlflow_alias"]
     assert (alias["status"], alias["version"], alias["tracking_uri"]) == ("set", "2", uri), alias
     assert str(client.get_model_version_by_alias("taxi-fare", "champion").version) == "2"
 
@@ -202,7 +203,7 @@ def test_an_alias_timeout_is_recorded_and_the_canary_still_completes(flow, app, 
         monkeypatch.setenv(k, v)
     out = _canary(flow, app, evaluator, build_toy_model(per_mile=2.52))
     assert out["status"] == "complete" and read_pointer(flow.models).version == "2"
-    alias = D.load_record(flow.s3, BUCKET, RUN)["mlflow_alias"]
+    alias = decision_store.load_record(flow.s3, BUCKET, RUN)["mlflow_alias"]
     assert alias["status"] == "failed" and "timed out" in alias["error"], alias
     assert out["promotion"]["mlflow_alias"]["status"] == "failed"
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from driftstack import encoding
-from driftstack import features as fc
-from driftstack.schema import (FeedbackRequest, SinglePredictRequest, TripFeatures, example_features,
+from driftstack.domain import encoding
+from driftstack.contract import features as fc
+from driftstack.contract.api import (FeedbackRequest, SinglePredictRequest, TripFeatures, example_features,
                                predict_request_type)
 
 NUMERIC = [f for f in fc.NUMERIC_FEATURES]

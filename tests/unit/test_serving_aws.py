@@ -10,7 +10,7 @@ import time
 import botocore.exceptions
 import pytest
 
-from driftstack.serving import aws
+from driftstack.adapters import aws
 
 
 class HangingServer:

@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "cdk"))
 cdk = pytest.importorskip("aws_cdk")
 from aws_cdk.assertions import Match, Template  # noqa: E402
 
-from driftstack import archive  # noqa: E402
+from driftstack.adapters import archive  # noqa: E402
 
 
 @pytest.fixture(scope="module")

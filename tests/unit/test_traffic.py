@@ -2,8 +2,8 @@
 
 import time
 
-from driftstack import schema
-from driftstack.traffic import make_trips, send
+from driftstack.contract import api
+from driftstack.tools.traffic import make_trips, send
 
 
 def test_trips_are_valid_requests_and_drift_moves_distance():
@@ -11,7 +11,7 @@ def test_trips_are_valid_requests_and_drift_moves_distance():
     drifted = make_trips(2000, drift="covariate", seed=3)
     assert len(normal.features) == len(normal.fares) == 2000
     for body in normal.features[:200] + drifted.features[:200]:
-        schema.TripFeatures.model_validate(body)  # strict: ints stay ints, categories are contract values
+        api.TripFeatures.model_validate(body)  # strict: ints stay ints, categories are contract values
     mean = lambda t: sum(f["trip_distance"] for f in t.features) / len(t.features)  # noqa: E731
     assert mean(drifted) > 1.2 * mean(normal)
 

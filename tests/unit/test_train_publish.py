@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from driftstack import registry
+from driftstack.adapters import registry
 from spark_jobs.publish import MlflowSettings, PublishRequest, publish
 
 

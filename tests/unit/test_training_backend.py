@@ -14,7 +14,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from driftstack import training_backend as TB
+from driftstack.adapters import training_backend as TB
 
 BUCKET = "artifacts"
 ARN = "arn:aws:emr-serverless:us-east-1:123456789012:/applications/app-1/jobruns/jr-1"
