@@ -16,7 +16,7 @@ Building needs PyPI/npm, so it happens at setup time:
     .venv-localstack/bin/python -m driftstack_localstack.runtime_deps --dir .state/lambda-runtime [python3.12 nodejs20.x ...]
 
 The runner never downloads: a missing directory fails the function with a message naming this command
-(the launcher, driftstack/localstack_host.py, runs this command itself when the directory is missing).
+(the launcher, driftstack/tools/localstack_host.py, runs this command itself when the directory is missing).
 """
 
 from __future__ import annotations
