@@ -51,12 +51,15 @@ MSG
 exit 1; }
 
 # --- project venv ---
-h=$(cat pyproject.toml | sha256sum | cut -c1-16)
+# The layer's pins are constraints here, so the venv (and the unit tests) run the versions the Lambda
+# layer ships. Both files are in the stamp: a changed pin or requirement re-runs pip, which also
+# moves an installed package that no longer fits (e.g. pandas 3 -> 2.x for pyspark 4.3).
+h=$(cat pyproject.toml layers/requirements.txt | sha256sum | cut -c1-16)
 if stamp_ok .venv "$h"; then say "project venv up to date (.venv)"; else
-  say "creating project venv with $PY311"
-  [ -x .venv/bin/python ] || "$PY311" -m venv .venv
+  if [ -x .venv/bin/python ]; then say "updating project venv (.venv): pyproject.toml or layer pins changed"
+  else say "creating project venv with $PY311"; "$PY311" -m venv .venv; fi
   pip_q .venv/bin/pip install -q --upgrade pip
-  pip_q .venv/bin/pip install -q -e ".[spark,cdk,dev]"
+  pip_q .venv/bin/pip install -q -e ".[spark,cdk,dev]" -c layers/requirements.txt
   echo "$h" > .venv/.driftstack-stamp
 fi
 
