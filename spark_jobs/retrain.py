@@ -30,7 +30,6 @@ import os
 import sys
 import time
 import traceback
-import warnings
 from datetime import datetime, timezone
 
 import numpy as np
@@ -148,7 +147,6 @@ def run(spec: dict, s3=None) -> dict:
     from spark_jobs.session import get_spark
     from spark_jobs.train import Progress, _versions
 
-    warnings.filterwarnings("ignore", message=".*pandas >= 3.0.0.*")
     s3 = s3 or _s3()
     prog = Progress()
     opts = {**DEFAULTS, **(spec.get("data") or {})}

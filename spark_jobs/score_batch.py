@@ -22,7 +22,6 @@ import hashlib
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 from driftstack.contract import features as F
@@ -122,7 +121,6 @@ def main(argv=None) -> int:
     p.add_argument("--output", required=True, help="output Parquet directory (overwritten)")
     p.add_argument("--master", help="Spark master (default $DRIFTSTACK_SPARK_MASTER / spark-submit / local[*])")
     a = p.parse_args(argv)
-    warnings.filterwarnings("ignore", message=".*pandas >= 3.0.0.*")
     from spark_jobs.session import get_spark
 
     try:

@@ -38,10 +38,7 @@ def get_spark(app_name: str = "driftstack", master: str | None = None, *, shuffl
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                .config("spark.ui.enabled", os.environ.get("DRIFTSTACK_SPARK_UI", "false"))
-               .config("spark.ui.showConsoleProgress", "false")
-               # pyspark 4.3 warns once per Arrow batch in every Python worker under pandas 3
-               # ("does not yet fully support pandas >= 3.0.0"); the paths we use are tested.
-               .config("spark.executorEnv.PYTHONWARNINGS", "ignore::FutureWarning"))
+               .config("spark.ui.showConsoleProgress", "false"))
     if local:
         builder = (builder.config("spark.driver.memory", driver_memory or os.environ.get("DRIFTSTACK_SPARK_DRIVER_MEMORY", "4g"))
                    .config("spark.sql.shuffle.partitions", str(shuffle_partitions or 8))

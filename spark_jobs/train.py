@@ -26,7 +26,6 @@ import os
 import sys
 import time
 import traceback
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -142,7 +141,6 @@ def run(cfg: TrainConfig) -> dict:
     from spark_jobs.publish import publish, sha256_hex
     from spark_jobs.session import get_spark
 
-    warnings.filterwarnings("ignore", message=".*pandas >= 3.0.0.*")
     prog = Progress()
     started = datetime.now(timezone.utc)
     bucket = cfg.bucket or os.environ.get("DRIFTSTACK_BUCKET")
