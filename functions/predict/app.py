@@ -32,9 +32,9 @@ from driftstack.domain import encoding
 from driftstack.contract import api
 from driftstack.adapters import aws
 from driftstack.adapters import rollout as ro
-from driftstack.settings import ServingConfig
+from driftstack.settings import PredictSettings
 from driftstack.adapters.model_loader import ModelManager
-from driftstack.adapters.request_log import LogSettings, LogUnavailable, RequestLog, UnknownRequest, iso, \
+from driftstack.adapters.request_log import LogUnavailable, RequestLog, UnknownRequest, iso, \
     make_record, new_request_id, utc_now
 
 API_PREFIX = "/v1"
@@ -44,7 +44,7 @@ logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="driftstack", service=SERVICE)
 tracer = Tracer(service=SERVICE)
 
-CONFIG = ServingConfig.from_env()
+CONFIG = PredictSettings.from_env()
 PredictRequest = api.predict_request_type(CONFIG.batch_limit)
 
 
@@ -58,8 +58,7 @@ MODELS = ModelManager(_MODELS_TABLE, _S3, refresh_seconds=CONFIG.refresh_seconds
 ROLLOUT = ro.RolloutRouter(_MODELS_TABLE, _S3, refresh_seconds=CONFIG.refresh_seconds, emit=_count, log=logger,
                            on_end=MODELS.refresh)
 REQUEST_LOG = RequestLog(
-    LogSettings(queue_url=CONFIG.log_queue_url, layout=archive.Layout.from_env(),
-                retention_days=CONFIG.feedback_max_age_days),
+    CONFIG.log_settings(),
     # Short timeout, one retry: a slow queue should turn into a spill to S3, not a slow response
     # (a hanging queue costs at most 2 x log_timeout_seconds; the spill as much again).
     sqs=aws.client("sqs", timeout=CONFIG.log_timeout_seconds, attempts=2),
