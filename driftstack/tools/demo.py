@@ -54,7 +54,7 @@ class Timings:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m driftstack.tools.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--port", type=int, default=int(os.environ.get("DRIFTSTACK_LOCALSTACK_PORT", 4566)))
+    p.add_argument("--port", type=int, default=int(os.environ.get("DRIFTSTACK_LOCALSTACK_PORT", "4566")))
     p.add_argument("--endpoint", help="use this running LocalStack instead of starting one (e.g. in tests)")
     p.add_argument("--stack", default=STACK, help="stack name (default %(default)s)")
     p.add_argument("--rows", type=int, default=200_000, help="training trips for the champion")
@@ -63,7 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--drift-requests", type=int, default=600)
     p.add_argument("--drift", default="both", choices=["covariate", "concept", "both"])
     p.add_argument("--max-iter", type=int, default=30, help="GBT trees (champion and challenger)")
-    p.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the final summary as one JSON line on stdout (the story goes to stderr)")
     return p.parse_args(argv)
 
 
@@ -154,15 +155,15 @@ class Demo:
                                                           WaiterConfig={"Delay": 2, "MaxAttempts": 90})
 
     def train_champion(self) -> None:
-        from spark_jobs import train as train_job
+        from driftstack.tools import train_view
+        from driftstack.tools.spark_runner import new_log_path
 
         argv = ["--bucket", self.out["BucketName"], "--models-table", self.out["ModelsTableName"],
                 "--set-champion-pointer", "--mlflow-tracking-uri", self.mlflow_uri,
                 "--output-dir", str(self.state / "champion"), "--max-iter", str(self.args.max_iter)]
         argv += ["--data", self.args.data] if self.args.data else ["--generate-rows", str(self.args.rows)]
-        code = train_job.main(argv)
-        if code:
-            raise RuntimeError(f"training failed (exit {code}); see the messages above")
+        result = train_view.train(argv, console, log_path=new_log_path("train", self.state.parent / "logs"))
+        console.print(train_view.summary_table(result))
         from driftstack.adapters import registry
 
         self.champion = registry.read_pointer(self._table("ModelsTableName"))
@@ -170,7 +171,7 @@ class Demo:
         console.print(f"champion {self.champion.model_name} v{self.champion.version} is serving")
 
     def traffic(self, n: int, drift: str, month: str, seed: int, feedback: bool) -> str:
-        from datetime import datetime, timezone
+        from datetime import UTC, datetime
 
         from rich.progress import Progress
 
@@ -194,7 +195,7 @@ class Demo:
                         raise RuntimeError(f"feedback answered {status}: {body}")
                     bar.advance(task)
         console.print(f"{len(ids)} predictions logged" + (" with ground truth" if feedback else ""))
-        return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
     def scheduled_check_after(self, ts: str) -> dict:
         from driftstack.adapters import drift_store
@@ -256,9 +257,8 @@ class Demo:
     def verify_serving(self) -> dict:
         import boto3
 
+        from driftstack.adapters import decision_store, registry
         from driftstack.domain import decision
-        from driftstack.adapters import decision_store
-        from driftstack.adapters import registry
         from driftstack.tools.traffic import make_trips
 
         record = decision_store.load_record(boto3.client("s3"), self.out["BucketName"], self.execution)
@@ -307,7 +307,6 @@ class Demo:
         record, ptr, pred = result["record"], result["pointer"], result["prediction"]
         console.rule("[bold]Summary")
         console.print(render_decision(record))
-        console.print(self.t.table())
         bucket = self.out["BucketName"]
         doc = {
             "outcome": record.get("outcome"), "reasons": record.get("reasons"),
@@ -318,11 +317,26 @@ class Demo:
             "decision_record": f"s3://{bucket}/{_record_key(self.execution)}",
             "phases_seconds": {name: round(s, 1) for name, s in self.t.phases},
         }
-        for k in ("champion_before", "serving_now", "prediction_check", "drift_report", "decision_record"):
-            console.print(f"[bold]{k}[/]: {doc[k]}")
+        console.print(_outcome_table(doc))
+        console.print(self.t.table())
         console.print("Explore: `driftstack status`, `driftstack watch list`, `driftstack predict --help`; "
                       "stop everything with `make down`.")
         return doc
+
+
+def _outcome_table(doc: dict) -> Table:
+    t = Table(title="Where things stand", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    check = doc["prediction_check"]
+    t.add_row("champion", f"version {doc['champion_before']} before the drift, "
+                          f"version {doc['serving_now']} serving now")
+    fare = check.get("predicted_fare")
+    t.add_row("prediction check", f"version {check['model_version']} predicted "
+              + (f"${fare:.2f}" if fare is not None else "no fare"))
+    t.add_row("drift report", str(doc["drift_report"]))
+    t.add_row("decision record", doc["decision_record"])
+    return t
 
 
 def _record_key(run_id: str) -> str:
@@ -333,6 +347,7 @@ def _record_key(run_id: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    console.stderr = args.json  # with --json, stdout holds only the summary document
     demo = Demo(args)
     try:
         doc = demo.run()

@@ -1,4 +1,5 @@
-"""Deploy the CDK app to LocalStack with cdklocal (or to AWS with cdk), offline.
+"""Deploy the CDK app to LocalStack with cdklocal (or to AWS with cdk), offline:
+`driftstack deploy` / `driftstack destroy` (the target as the CLI resolves it).
 
 cdklocal only sets environment variables; everything it needs is set here so the same call works
 from the CLI, the demo and the tests. The CDK CLI makes no network calls (telemetry, version check
@@ -11,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,31 +108,3 @@ def destroy(endpoint: str | None = "http://localhost:4566", *, app_dir: Path = C
     for key, value in (context or {}).items():
         common += ["--context", f"{key}={value}"]
     _run([_cli(endpoint), "destroy", stack, *common, "--force"], env, app_dir, quiet)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m driftstack.tools.deploy", description=__doc__)
-    parser.add_argument("action", choices=["deploy", "destroy"])
-    parser.add_argument("--endpoint", default=os.environ.get("DRIFTSTACK_ENDPOINT", "http://localhost:4566"),
-                        help="LocalStack URL; 'aws' deploys to real AWS with cdk")
-    parser.add_argument("--stack", default=DEFAULT_STACK)
-    args = parser.parse_args(argv)
-    endpoint = None if args.endpoint == "aws" else args.endpoint
-    started = time.monotonic()
-    try:
-        if args.action == "deploy":
-            outputs = deploy(endpoint, stack=args.stack, quiet=False)
-            print(json.dumps(outputs, indent=2))
-        else:
-            destroy(endpoint, stack=args.stack, quiet=False)
-    except DeployError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"{args.action} finished in {time.monotonic() - started:.1f}s", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Run LocalStack on this host, without Docker.
 
-    python -m driftstack.tools.localstack_host prepare|start|stop|status|logs [--port 4566] [--state-dir .state/localstack]
+    driftstack localstack prepare|start|stop|status|logs [--port 4566]    (driftstack up / down)
 
 LocalStack runs from its own virtualenv (.venv-localstack, Python >= 3.13, made by `make setup`) in
 the background, in its own process group, with our plugins (localstack/plugin): Lambda handlers run
@@ -11,7 +11,6 @@ stays under the state directory: pid file, log, LocalStack's filesystem root and
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -24,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -269,7 +268,7 @@ def start(port: int = DEFAULT_PORT, state_dir: Path | str | None = None, timeout
         if current.port != port:
             raise LocalStackHostError(
                 f"LocalStack from {state} already runs on port {current.port}; stop it first "
-                f"(python -m driftstack.tools.localstack_host stop --state-dir {state})")
+                f"(`driftstack localstack stop`)")
         wait_healthy(current.url, timeout)
         return status(state)
     if not _port_free(port):
@@ -354,36 +353,3 @@ def logs(state_dir: Path | str | None = None, lines: int = 100) -> str:
     if not log_file.exists():
         return ""
     return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m driftstack.tools.localstack_host", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["prepare", "start", "stop", "status", "logs"])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("DRIFTSTACK_LOCALSTACK_PORT", DEFAULT_PORT)))
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
-    parser.add_argument("--lines", type=int, default=100, help="logs: how many lines")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "prepare":
-            prepare()
-            print(f"prepared: Lambda runtime packages in {LAMBDA_RUNTIME_DIR}, service catalog in {CATALOG_CACHE}")
-        elif args.command == "start":
-            t0 = time.monotonic()
-            st = start(args.port, args.state_dir)
-            print(f"LocalStack healthy at {st.url} (pid {st.pid}) in {time.monotonic() - t0:.1f}s; state {st.state_dir}")
-        elif args.command == "stop":
-            print("stopped" if stop(args.state_dir) else "not running")
-        elif args.command == "status":
-            st = status(args.state_dir)
-            print(json.dumps(asdict(st), indent=2))
-            return 0 if st.running and st.healthy else 1
-        else:
-            print(logs(args.state_dir, args.lines))
-    except LocalStackHostError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

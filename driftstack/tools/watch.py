@@ -1,21 +1,14 @@
-"""Watch the retraining workflow from a terminal (LocalStack has no console offline).
-
-    python -m driftstack.tools.watch [--stack Driftstack] [--execution NAME] [--once]   live view
-    python -m driftstack.tools.watch list [--limit 10]                                  past runs + decisions
-    python -m driftstack.tools.watch checks [--limit 10]                                recent drift checks
+"""Watch the retraining workflow from a terminal (LocalStack has no console offline):
+`driftstack watch [NAME]`, `driftstack watch list`, `driftstack watch checks`.
 
 The live view follows the newest execution (or the named one): every state it entered, which one is
 running, succeeded or failed, how long each took, and at the end the decision (outcome, both models'
-RMSE, reasons). Resources come from the stack outputs (``.state/cdk-outputs-<stack>.json``) or the
-environment (STATE_MACHINE_ARN, HISTORY_TABLE, ARTIFACT_BUCKET).
+RMSE, reasons). Resources come from the stack outputs (:func:`resources_from`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,7 +16,6 @@ from typing import Any
 
 from driftstack.domain import decision as D
 from driftstack.adapters import decision_store
-from driftstack.adapters import drift_store
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 _STYLE = {RUNNING: "bold yellow", SUCCEEDED: "green", FAILED: "bold red", "SUCCEEDED": "green",
@@ -194,25 +186,21 @@ def render_checks(checks: list[dict]):
 
 # ---------------------------------------------------------------- resources
 
-def resources(stack: str | None = None) -> dict[str, str]:
-    """STATE_MACHINE_ARN / HISTORY_TABLE / ARTIFACT_BUCKET from the env, else the stack outputs."""
-    env = {k: os.environ.get(k) for k in ("STATE_MACHINE_ARN", "HISTORY_TABLE", "ARTIFACT_BUCKET")}
-    if all(env.values()):
-        return env
-    from driftstack.tools.api_client import stack_outputs
+def resources_from(outputs: dict[str, str]) -> dict[str, str]:
+    """What the live view reads, from the stack outputs."""
+    from driftstack.tools.api_client import _output
 
-    out = stack_outputs(stack) if stack else stack_outputs()
-    return {"STATE_MACHINE_ARN": env["STATE_MACHINE_ARN"] or out["StateMachineArn"],
-            "HISTORY_TABLE": env["HISTORY_TABLE"] or out["HistoryTableName"],
-            "ARTIFACT_BUCKET": env["ARTIFACT_BUCKET"] or out["BucketName"]}
+    return {"STATE_MACHINE_ARN": _output(outputs, "StateMachineArn"),
+            "HISTORY_TABLE": _output(outputs, "HistoryTableName"), "ARTIFACT_BUCKET": _output(outputs, "BucketName")}
 
 
-def _clients():
-    import boto3
-    from botocore.config import Config
+def clients(target=None) -> tuple:
+    """Step Functions and S3 clients of ``target`` (default: boto3's environment)."""
+    if target is None:
+        from driftstack.tools.aws_target import resolve
 
-    return (boto3.client("stepfunctions"), boto3.client("s3", config=Config(s3={"addressing_style": "path"})),
-            boto3.resource("dynamodb"))
+        target = resolve()
+    return target.client("stepfunctions"), target.client("s3")
 
 
 def latest_execution(sfn, arn: str, name: str | None = None) -> str | None:
@@ -223,13 +211,14 @@ def latest_execution(sfn, arn: str, name: str | None = None) -> str | None:
 
 
 def watch(res: dict, execution: str | None = None, *, once: bool = False, interval: float = 2.0,
-          console=None) -> ExecutionView | None:
-    """Live view until the execution stops (or once). Returns the last view."""
+          console=None, aws_clients: tuple | None = None) -> ExecutionView | None:
+    """Live view until the execution stops (or once). Returns the last view. ``aws_clients``: the
+    Step Functions and S3 clients (default: :func:`clients` of the environment)."""
     from rich.console import Console
     from rich.live import Live
     from rich.text import Text
 
-    sfn, s3, ddb = _clients()
+    sfn, s3 = aws_clients or clients()
     console = console or Console()
     arn = latest_execution(sfn, res["STATE_MACHINE_ARN"], execution)
     if arn is None:
@@ -253,35 +242,3 @@ def watch(res: dict, execution: str | None = None, *, once: bool = False, interv
             live.update(render_execution(view, record))
     console.print(Text(f"execution {view.name} {view.status}", style=_STYLE.get(view.status, "")))
     return view
-
-
-def main(argv: list[str] | None = None) -> int:
-    from rich.console import Console
-
-    p = argparse.ArgumentParser(prog="python -m driftstack.tools.watch", description=__doc__.split("\n\n")[0])
-    p.add_argument("what", nargs="?", default="live", choices=["live", "list", "checks"])
-    p.add_argument("--stack", default=None, help="stack whose outputs to use (default Driftstack)")
-    p.add_argument("--execution", help="execution name (default: the newest)")
-    p.add_argument("--once", action="store_true", help="print the current view and exit")
-    p.add_argument("--limit", type=int, default=10)
-    a = p.parse_args(argv)
-    console = Console()
-    try:
-        res = resources(a.stack)
-    except Exception as exc:  # noqa: BLE001 - no stack, no outputs: say what to do
-        console.print(f"[red]cannot find the stack's resources: {exc}[/red] (deploy first, or set "
-                      "STATE_MACHINE_ARN / HISTORY_TABLE / ARTIFACT_BUCKET)")
-        return 2
-    _, _, ddb = _clients()
-    if a.what == "list":
-        console.print(render_runs(decision_store.list_records(ddb.Table(res["HISTORY_TABLE"]), a.limit)))
-    elif a.what == "checks":
-        console.print(render_checks(drift_store.list_checks(ddb.Table(res["HISTORY_TABLE"]), a.limit)))
-    else:
-        view = watch(res, a.execution, once=a.once, console=console)
-        return 0 if view is None or view.status in ("RUNNING", "SUCCEEDED") else 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

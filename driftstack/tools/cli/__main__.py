@@ -1,0 +1,5 @@
+"""`python -m driftstack.tools.cli` is `driftstack`."""
+
+from driftstack.tools.cli import main
+
+main()

@@ -1,0 +1,102 @@
+"""The operations figures of a deployed stack, read from its tables and CloudWatch: what the dashboard
+shows where LocalStack cannot render it (``driftstack status``, ``driftstack rollout show``).
+
+``collect(target, outputs)`` reads the rollout state, last rollout outcome and canary evaluation,
+the newest drift checks and retraining decisions, the state of every alarm and the serving traffic.
+Each part fails on its own ("unavailable: ...") so status always prints what it can.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from driftstack.tools.api_client import _output
+from driftstack.tools.aws_target import Target
+
+
+def tables(target: Target, outputs: dict[str, str]):
+    """The models table and the history table of the stack."""
+    ddb = target.resource("dynamodb")
+    return ddb.Table(_output(outputs, "ModelsTableName")), ddb.Table(_output(outputs, "HistoryTableName"))
+
+
+def _safe(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - one missing piece must not hide the others
+        return f"unavailable: {type(exc).__name__}: {exc}"
+
+
+def _drift_summary(doc: dict) -> dict:
+    return {k: doc.get(k) for k in ("check_id", "checked_at", "status", "trigger", "samples", "drifted_features",
+                                    "max_psi", "prediction_psi", "reasons", "execution", "report_uri")}
+
+
+def alarm_states(target: Target, outputs: dict[str, str]) -> list[dict]:
+    names = [n for n in (outputs.get("AlarmNames") or "").split(",") if n]
+    if not names:
+        return []
+    cw = target.client("cloudwatch")
+    found = {}
+    for i in range(0, len(names), 100):
+        for a in cw.describe_alarms(AlarmNames=names[i:i + 100]).get("MetricAlarms", []):
+            found[a["AlarmName"]] = {"alarm": a["AlarmName"], "state": a["StateValue"],
+                                     "since": str(a.get("StateUpdatedTimestamp", "")),
+                                     "reason": a.get("StateReason", "")}
+    return [found.get(n, {"alarm": n, "state": "NOT_FOUND"}) for n in names]
+
+
+# The dashboard's serving figures, as the predict function emits them (EMF, namespace driftstack).
+TRAFFIC_METRICS = (("requests", "Predictions", "Sum"), ("errors", "Errors", "Sum"),
+                   ("validation_errors", "ValidationErrors", "Sum"), ("no_model", "NoModel", "Sum"),
+                   ("log_spills", "RequestLogSpills", "Sum"),
+                   ("latency_ms_avg", "PredictLatency", "Average"), ("latency_ms_max", "PredictLatency", "Maximum"))
+
+
+def traffic(target: Target, minutes: int = 60, service: str = "driftstack-predict") -> dict[str, float | None]:
+    """The last ``minutes`` of the predict function's metrics, one figure each (what the dashboard
+    plots; LocalStack cannot render dashboards, so `driftstack status` prints these)."""
+    from datetime import datetime, timedelta, timezone
+
+    end = datetime.now(timezone.utc) + timedelta(minutes=1)  # the API takes whole seconds: keep "now" inside
+    queries = [{"Id": f"m{i}", "ReturnData": True, "MetricStat": {
+        "Metric": {"Namespace": "driftstack", "MetricName": metric, "Dimensions": [{"Name": "service", "Value": service}]},
+        "Period": (minutes + 1) * 60, "Stat": stat}} for i, (_, metric, stat) in enumerate(TRAFFIC_METRICS)]
+    results = target.client("cloudwatch").get_metric_data(
+        MetricDataQueries=queries, StartTime=end - timedelta(minutes=minutes + 1), EndTime=end)["MetricDataResults"]
+    values = {r["Id"]: r["Values"] for r in results}
+    out: dict[str, float | None] = {"minutes": minutes}
+    for i, (label, _, stat) in enumerate(TRAFFIC_METRICS):
+        vals = values.get(f"m{i}") or []
+        # No datapoint: nothing happened (a count is 0) or nothing to measure (a latency is unknown).
+        out[label] = (sum(vals) if stat == "Sum" else max(vals)) if vals else (0 if stat == "Sum" else None)
+    return out
+
+
+def collect(target: Target, outputs: dict[str, str], checks: int = 1, decisions: int = 1) -> dict[str, Any]:
+    """Everything `driftstack status` shows beyond the API; ``checks``/``decisions``: how many of the
+    newest drift checks and retraining decisions."""
+    from driftstack.adapters import decision_store, drift_store
+    from driftstack.adapters import rollout as ro
+
+    models, history = tables(target, outputs)
+
+    def active():
+        r = ro.read(models)
+        return r.info() if r else None
+
+    def last_outcome():
+        o = ro.last_outcome(models)
+        return {k: o.get(k) for k in ("rollout_id", "outcome", "reason", "mode", "candidate_version",
+                                      "incumbent_version", "ended_at")} if o else None
+
+    def last_eval():
+        e = ro.last_evaluation(models)
+        keys = ("rollout_id", "outcome", "reasons", "signals", "comparison", "evaluated_at")
+        return {k: e[k] for k in keys if k in e} if e else None
+
+    return {"rollout": _safe(active), "last_rollout": _safe(last_outcome), "last_canary_evaluation": _safe(last_eval),
+            "drift_checks": _safe(lambda: [_drift_summary(c) for c in drift_store.list_checks(history, checks)]),
+            "decisions": _safe(lambda: decision_store.list_records(history, decisions)),
+            "alarms": _safe(lambda: alarm_states(target, outputs)), "traffic": _safe(lambda: traffic(target))}
