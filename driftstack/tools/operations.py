@@ -22,8 +22,12 @@ def tables(target: Target, outputs: dict[str, str]):
 
 
 def _safe(fn: Callable[[], Any]) -> Any:
+    from botocore import exceptions as be
+
     try:
         return fn()
+    except (be.ConnectionError, be.NoCredentialsError, be.NoRegionError, be.ProfileNotFound):
+        raise  # nothing can be read: the CLI says what to start or configure
     except Exception as exc:  # noqa: BLE001 - one missing piece must not hide the others
         return f"unavailable: {type(exc).__name__}: {exc}"
 

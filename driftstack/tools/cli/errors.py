@@ -31,7 +31,7 @@ class CliError(click.ClickException):
         super().__init__(" ".join(str(message).split()))  # one line, whatever the cause wrote
 
     def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", file=file or click.get_text_stream("stderr"), err=True)
+        click.echo(f"error: {self.format_message()}", file=file, err=True)
 
 
 class Failed(CliError):
