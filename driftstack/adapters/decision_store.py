@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from driftstack.contract.documents import DecisionRecord, dump, load
 from driftstack.domain.decision import now_iso, summary
 
 DECISIONS_PREFIX = "decisions/"
@@ -20,18 +21,22 @@ def record_key(run_id: str) -> str:
 
 
 def load_record(s3, bucket: str, run_id: str) -> dict | None:
+    """The run's record as stored (validated: a malformed one raises MalformedDocument naming the field)."""
+    key = record_key(run_id)
     try:
-        return json.loads(s3.get_object(Bucket=bucket, Key=record_key(run_id))["Body"].read())
+        raw = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     except Exception as exc:  # noqa: BLE001
         if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
             return None
         raise
+    return dump(load(DecisionRecord, raw, f"s3://{bucket}/{key}"))
 
 
 def save_record(s3, bucket: str, history_table, record: dict) -> dict:
     """Write the whole record to S3 and its summary to the history table (idempotent per run_id)."""
     record = {**record, "updated_at": now_iso()}
     record.setdefault("started_at", record["updated_at"])
+    record = dump(load(DecisionRecord, record, f"run {record.get('run_id')!r}"))
     s3.put_object(Bucket=bucket, Key=record_key(record["run_id"]),
                   Body=json.dumps(record, indent=2, default=str).encode(), ContentType="application/json")
     if history_table is not None:

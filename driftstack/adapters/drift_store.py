@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from driftstack.contract.documents import DriftResult, load
 from driftstack.domain.drift import DriftCheckError, execution_input, execution_name, json_default
 
 RESULTS_PREFIX = "drift/results/"
@@ -27,10 +28,16 @@ def result_keys(doc: Mapping) -> tuple[str, str]:
     return (f"{RESULTS_PREFIX}dt={day}/{doc['check_id']}.json", f"{REPORTS_PREFIX}dt={day}/{doc['check_id']}.html")
 
 
+def handed_on(doc: Mapping) -> DriftResult:
+    """The drift check's result as it leaves the check (persisted, or starting a run): validated."""
+    return load(DriftResult, doc, f"drift check {doc.get('check_id')!r}")
+
+
 def persist(doc: dict, *, s3, bucket: str, history_table=None) -> dict:
     """Write the JSON result and the HTML report to S3 and a summary item to the history table."""
     from driftstack.domain import report
 
+    handed_on(doc)
     json_key, html_key = result_keys(doc)
     doc["result_uri"], doc["report_uri"] = f"s3://{bucket}/{json_key}", f"s3://{bucket}/{html_key}"
     s3.put_object(Bucket=bucket, Key=json_key, Body=json.dumps(doc, default=json_default).encode(),
@@ -66,7 +73,8 @@ def start_retraining(sfn, state_machine_arn: str, doc: Mapping, *, cooldown_minu
                      now: datetime | None = None, **extra: Any) -> dict:
     """Start the state machine for a triggering result, at most once per window.
     -> {"started": bool, "name", "execution_arn"?, "message"}."""
-    name = execution_name(doc)
+    result = handed_on(doc)
+    name = execution_name(result)
     running = sfn.list_executions(stateMachineArn=state_machine_arn, statusFilter="RUNNING",
                                   maxResults=10).get("executions", [])
     if running:
@@ -83,12 +91,12 @@ def start_retraining(sfn, state_machine_arn: str, doc: Mapping, *, cooldown_minu
                                    f"{age:.1f} min ago (< {cooldown_minutes} min)"}
     try:
         resp = sfn.start_execution(stateMachineArn=state_machine_arn, name=name,
-                                   input=json.dumps(execution_input(doc, **extra), default=json_default))
+                                   input=json.dumps(execution_input(result, **extra)))
     except Exception as exc:  # noqa: BLE001
         code = getattr(exc, "response", {}).get("Error", {}).get("Code")
         if code == "ExecutionAlreadyExists":
             return {"started": False, "name": name,
-                    "message": f"not started: an execution for window {doc['window']['id']} already exists ({name})"}
+                    "message": f"not started: an execution for window {result.window.id} already exists ({name})"}
         raise
     return {"started": True, "name": name, "execution_arn": resp["executionArn"],
             "message": f"started retraining execution {name}"}

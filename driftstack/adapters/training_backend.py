@@ -27,9 +27,11 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
+
+from driftstack.contract.documents import TrainingResult, TrainingStatus, dump, load
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 FINAL = (SUCCEEDED, FAILED)
@@ -41,6 +43,37 @@ KILL_WAIT_SECONDS = 5.0        # after SIGKILL, how long cancel waits for the pr
 
 class BackendError(RuntimeError):
     """The backend cannot start/poll a job (misconfiguration, API error); the message says why."""
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Which backend, and what it needs.  Field names are the environment variables lower-cased, as
+    in driftstack.settings.TrainingBackendSettings: ``BackendConfig(**settings.backend.model_dump())``."""
+
+    training_backend: str = "local"
+    training_timeout_seconds: float = 1800.0
+    local_training_python: str | None = None
+    local_training_repo: str | None = None
+    local_training_log_dir: str | None = None
+    emr_application_id: str | None = None
+    emr_execution_role_arn: str | None = None
+    emr_entry_point: str | None = None
+    emr_py_files: str | None = None
+    emr_log_uri: str | None = None
+    emr_spark_params: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BackendConfig:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {f.name: env[f.name.upper()] for f in fields(cls) if env.get(f.name.upper())}
+        if "training_timeout_seconds" in values:
+            values["training_timeout_seconds"] = float(values["training_timeout_seconds"])
+        return cls(**values)
+
+    def require(self, backend: str, *names: str) -> None:
+        missing = [n.upper() for n in names if not getattr(self, n)]
+        if missing:
+            raise BackendError(f"{backend} backend needs {', '.join(missing)}")
 
 
 @dataclass(frozen=True)
@@ -58,19 +91,33 @@ class JobRequest:
 # ---------------------------------------------------------------- status documents (S3)
 
 def write_status(s3, bucket: str, key: str, state: str, **fields: Any) -> dict:
-    doc = {"state": state, "updated_at": time.time(), **fields}
+    doc = dump(TrainingStatus(state=state, updated_at=time.time(), **fields))
     s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc, default=str).encode(),
                   ContentType="application/json")
     return doc
 
 
-def read_status(s3, bucket: str, key: str) -> dict | None:
+def _read_json(s3, bucket: str, key: str) -> Any:
     try:
         return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     except Exception as exc:  # noqa: BLE001
         if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
             return None
         raise
+
+
+def read_status(s3, bucket: str, key: str) -> dict | None:
+    """The job's status document, validated (None: not written yet)."""
+    raw = _read_json(s3, bucket, key)
+    return None if raw is None else dump(load(TrainingStatus, raw, f"s3://{bucket}/{key}"))
+
+
+def read_result(s3, bucket: str, key: str) -> TrainingResult:
+    """The job's result document, validated: a malformed one fails naming its fields."""
+    raw = _read_json(s3, bucket, key)
+    if raw is None:
+        raise BackendError(f"the training job wrote no result at s3://{bucket}/{key}")
+    return load(TrainingResult, raw, f"s3://{bucket}/{key}")
 
 
 class Backend(Protocol):
@@ -153,14 +200,14 @@ class LocalBackend:
         self.extra_env = dict(extra_env or {})
 
     @classmethod
+    def from_config(cls, cfg: BackendConfig, s3=None) -> LocalBackend:
+        cfg.require("local training (CDK context local_python / local_repo)", "local_training_python",
+                    "local_training_repo")
+        return cls(cfg.local_training_python, cfg.local_training_repo, log_dir=cfg.local_training_log_dir, s3=s3)
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, s3=None) -> LocalBackend:
-        env = os.environ if env is None else env
-        missing = [k for k in ("LOCAL_TRAINING_PYTHON", "LOCAL_TRAINING_REPO") if not env.get(k)]
-        if missing:
-            raise BackendError(f"local training backend needs {', '.join(missing)} (CDK context "
-                               f"local_python / local_repo)")
-        return cls(env["LOCAL_TRAINING_PYTHON"], env["LOCAL_TRAINING_REPO"],
-                   log_dir=env.get("LOCAL_TRAINING_LOG_DIR") or None, s3=s3)
+        return cls.from_config(BackendConfig.from_env(env), s3=s3)
 
     @property
     def s3(self):
@@ -283,15 +330,10 @@ class EmrServerlessBackend:
         self._client, self._s3 = client, s3
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs) -> EmrServerlessBackend:
-        env = os.environ if env is None else env
-        need = ("EMR_APPLICATION_ID", "EMR_EXECUTION_ROLE_ARN", "EMR_ENTRY_POINT")
-        missing = [k for k in need if not env.get(k)]
-        if missing:
-            raise BackendError(f"emr-serverless backend needs {', '.join(missing)}")
-        return cls(env["EMR_APPLICATION_ID"], env["EMR_EXECUTION_ROLE_ARN"], env["EMR_ENTRY_POINT"],
-                   py_files=env.get("EMR_PY_FILES") or None, log_uri=env.get("EMR_LOG_URI") or None,
-                   spark_params=env.get("EMR_SPARK_PARAMS", ""), **kwargs)
+    def from_config(cls, cfg: BackendConfig, **kwargs) -> EmrServerlessBackend:
+        cfg.require("emr-serverless", "emr_application_id", "emr_execution_role_arn", "emr_entry_point")
+        return cls(cfg.emr_application_id, cfg.emr_execution_role_arn, cfg.emr_entry_point,
+                   py_files=cfg.emr_py_files, log_uri=cfg.emr_log_uri, spark_params=cfg.emr_spark_params, **kwargs)
 
     @property
     def client(self):
@@ -347,13 +389,15 @@ class EmrServerlessBackend:
         self.client.cancel_job_run(applicationId=handle["application_id"], jobRunId=handle["job_run_id"])
 
 
-def get_backend(name: str | None = None, env: Mapping[str, str] | None = None, **kwargs) -> Backend:
-    env = os.environ if env is None else env
-    name = name or env.get("TRAINING_BACKEND", "local")
+def get_backend(name: str | None = None, env: Mapping[str, str] | None = None, *,
+                config: BackendConfig | None = None, **kwargs) -> Backend:
+    """The backend ``name`` (default: the configured one); ``config`` or else ``env`` (default os.environ)."""
+    config = config or BackendConfig.from_env(env)
+    name = name or config.training_backend
     if name == "local":
-        return LocalBackend.from_env(env, **kwargs)
+        return LocalBackend.from_config(config, **kwargs)
     if name == "emr-serverless":
-        return EmrServerlessBackend.from_env(env, **kwargs)
+        return EmrServerlessBackend.from_config(config, **kwargs)
     raise BackendError(f"unknown TRAINING_BACKEND {name!r}; expected 'local' or 'emr-serverless'")
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
+from driftstack.contract.documents import Verdict, dump
 
 PROMOTE, REJECT = "promote", "reject"
 
@@ -71,7 +72,8 @@ def decide(evaluation: Mapping[str, Any], criteria: Criteria = Criteria()) -> di
     """-> {"outcome": promote|reject, "reasons": [...], "checks": [{name, passed, detail}]}.
 
     ``evaluation``: {"champion": {"metrics", "latency"}, "challenger": {"metrics", "latency",
-    "parity", "validation"}, "holdout": {"rows"}} (see spark_jobs.retrain)."""
+    "parity", "validation"}, "holdout": {"rows"}}: a dumped
+    :class:`driftstack.contract.documents.TrainingResult` (written by spark_jobs.retrain)."""
     checks: list[dict[str, Any]] = []
 
     def check(name: str, passed: bool, detail: str) -> None:
@@ -117,7 +119,7 @@ def decide(evaluation: Mapping[str, Any], criteria: Criteria = Criteria()) -> di
     failed = [c for c in checks if not c["passed"]]
     outcome = REJECT if failed else PROMOTE
     reasons = [c["detail"] for c in failed] if failed else [c["detail"] for c in checks]
-    return {"outcome": outcome, "reasons": reasons, "checks": checks, "criteria": asdict(criteria)}
+    return dump(Verdict(outcome=outcome, reasons=reasons, checks=checks, criteria=asdict(criteria)))
 
 
 def now_iso() -> str:

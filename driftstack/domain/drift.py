@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from driftstack.contract import features as F
+from driftstack.contract.documents import DriftResult, DriftSummary, ExecutionInput, dump
 from driftstack.domain import profile as P
 
 
@@ -219,14 +220,16 @@ def metrics_of(doc: Mapping) -> list[tuple[str, float, dict]]:
     return out
 
 
-def execution_name(doc: Mapping) -> str:
+def execution_name(result: DriftResult | Mapping) -> str:
     """Derived from the window (and the champion it was compared with): the same window can never
     start two executions — Step Functions refuses a second execution with the same name."""
-    return f"retrain-{doc['window']['id']}-v{(doc.get('champion') or {}).get('version', 'none')}"[:80]
+    result = result if isinstance(result, DriftResult) else DriftResult.model_validate(result)
+    return f"retrain-{result.window.id}-v{result.champion.version if result.champion else 'none'}"[:80]
 
 
-def execution_input(doc: Mapping, **extra: Any) -> dict:
-    return {"run_id": execution_name(doc), "window": doc["window"], "champion": doc.get("champion"),
-            "check_id": doc.get("check_id"),
-            "drift": {k: doc.get(k) for k in ("status", "drifted_features", "reasons", "samples", "result_uri")},
-            **extra}
+def execution_input(result: DriftResult, **extra: Any) -> dict:
+    """The retraining run's input (``extra``: criteria/training/data overrides), as the state machine reads it."""
+    summary = DriftSummary(**{k: getattr(result, k) for k in ("status", "drifted_features", "reasons", "samples",
+                                                             "result_uri")})
+    return dump(ExecutionInput(run_id=execution_name(result), window=result.window, champion=result.champion,
+                               check_id=result.check_id, drift=summary, **extra))

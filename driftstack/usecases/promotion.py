@@ -19,7 +19,7 @@ The pointer is what serves, so once it has moved nothing here may undo or hide i
 event and the record are each attempted, and what failed is returned in ``errors`` (and written
 into the record when the record itself could be written).
 
-Environment: ARTIFACT_BUCKET (decision records), HISTORY_TABLE, TOPIC_ARN (optional),
+Configuration (:class:`PromotionOptions`, from the function's settings): TOPIC_ARN (optional),
 EVENT_BUS_NAME (default), TRAINING_BACKEND, LOCAL_TRAINING_PYTHON / LOCAL_TRAINING_REPO,
 RETRAIN_MLFLOW, ALIAS_TIMEOUT_SECONDS.  Lambda-safe: standard library + boto3.
 """
@@ -30,11 +30,13 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from driftstack.domain import decision as D
 from driftstack.adapters import decision_store
 from driftstack.adapters import registry
+from driftstack.adapters import training_backend as TB
 
 CANARY, ROLLED_BACK = D.CANARY, D.ROLLED_BACK  # re-exported: the canary outcomes of a promotion
 EVENT_SOURCE, EVENT_TYPE = "driftstack", "ModelPromoted"
@@ -42,20 +44,37 @@ EVENT_SOURCE, EVENT_TYPE = "driftstack", "ModelPromoted"
 _log = logging.getLogger(__name__)
 
 
-def set_alias(model_name: str, version: str, env: Mapping[str, str] | None = None, log=None) -> dict:
+@dataclass(frozen=True)
+class PromotionOptions:
+    """What finishing a promotion needs of the function's configuration."""
+
+    topic_arn: str | None = None                  # no topic: no notification
+    event_bus_name: str = "default"
+    mlflow: Mapping[str, Any] = field(default_factory=dict)   # RETRAIN_MLFLOW: tracking_uri of the job's registry
+    alias_timeout_seconds: float = 90.0
+    backend: TB.BackendConfig = TB.BackendConfig()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PromotionOptions:
+        env = os.environ if env is None else env
+        return cls(topic_arn=env.get("TOPIC_ARN") or None, event_bus_name=env.get("EVENT_BUS_NAME") or "default",
+                   mlflow=json.loads(env.get("RETRAIN_MLFLOW") or "{}"),
+                   alias_timeout_seconds=float(env.get("ALIAS_TIMEOUT_SECONDS") or 90),
+                   backend=TB.BackendConfig.from_env(env))
+
+
+def set_alias(model_name: str, version: str, opts: PromotionOptions | None = None, log=None) -> dict:
     """MLflow alias 'champion' -> ``version``.  Never raises: the pointer (what serves) has already
     switched; a failure is recorded (``status: failed``) instead."""
-    from driftstack.adapters import training_backend as TB
-
-    env = os.environ if env is None else env
+    opts = opts or PromotionOptions.from_env()
     log = log or _log
     intent = {"model_name": model_name, "alias": registry.CHAMPION, "version": str(version)}
-    if env.get("TRAINING_BACKEND", "local") != "local":
+    if opts.backend.training_backend != "local":
         return {**intent, "status": "pending", "note": "set by `driftstack` CLI / tracking server sync"}
     try:
-        uri = json.loads(env.get("RETRAIN_MLFLOW") or "{}").get("tracking_uri")
+        uri = opts.mlflow.get("tracking_uri")
         args = ["set-alias", "--model-name", model_name, "--version", str(version)] + (["--tracking-uri", uri] if uri else [])
-        done = TB.LocalBackend.from_env(env).run_sync(args, timeout=float(env.get("ALIAS_TIMEOUT_SECONDS", "90")))
+        done = TB.LocalBackend.from_config(opts.backend).run_sync(args, timeout=opts.alias_timeout_seconds)
         return {**intent, "status": "set", "tracking_uri": done.get("tracking_uri")}
     except Exception as exc:  # noqa: BLE001 - includes subprocess.TimeoutExpired
         log.warning("MLflow alias not set", extra={"error": str(exc)})
@@ -67,9 +86,9 @@ class Promotion:
     (created on first use, so a function that never notifies needs no SNS client)."""
 
     def __init__(self, *, s3, bucket: str, history, client: Callable[[str], Any],
-                 env: Mapping[str, str] | None = None, log=None) -> None:
+                 options: PromotionOptions | None = None, log=None) -> None:
         self.s3, self.bucket, self.history, self._client = s3, bucket, history, client
-        self.env = os.environ if env is None else env
+        self.options = options or PromotionOptions.from_env()
         self.log = log or _log
         self._clients: dict[str, Any] = {}
 
@@ -97,7 +116,7 @@ class Promotion:
                 errors.append(f"decision record unreadable: {exc}")
             metrics = metrics or D._get(evaluation, "challenger", "metrics")
             champion_metrics = champion_metrics or D._get(evaluation, "champion", "metrics")
-        alias = set_alias(model_name, version, self.env, self.log)
+        alias = set_alias(model_name, version, self.options, self.log)
         detail = {"run_id": run_id, "model_name": model_name, "version": str(version),
                   "previous_version": str(previous_version), "sha256": sha256, "prefix": prefix,
                   "metrics": metrics, "champion_metrics": champion_metrics}
@@ -106,7 +125,7 @@ class Promotion:
         try:
             resp = self.client("events").put_events(Entries=[{
                 "Source": EVENT_SOURCE, "DetailType": EVENT_TYPE, "Detail": json.dumps(detail, default=str),
-                "EventBusName": self.env.get("EVENT_BUS_NAME", "default")}])
+                "EventBusName": self.options.event_bus_name}])
             if resp.get("FailedEntryCount"):  # PutEvents reports a refused entry in the body, not as an error
                 entry = (resp.get("Entries") or [{}])[0]
                 raise RuntimeError(f"{entry.get('ErrorCode')}: {entry.get('ErrorMessage')}")
@@ -164,7 +183,7 @@ class Promotion:
         return subject
 
     def publish(self, subject: str, message: Mapping) -> None:
-        topic = self.env.get("TOPIC_ARN")
+        topic = self.options.topic_arn
         if topic:
             self.client("sns").publish(TopicArn=topic, Subject=subject[:99],
                                        Message=json.dumps(message, default=str, indent=2))

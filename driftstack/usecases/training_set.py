@@ -9,19 +9,26 @@ contract — so assembly scales with the cluster, not with one Lambda.  Lambda-s
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from driftstack.adapters import aggregates as G
 from driftstack.adapters import archive as A
+from driftstack.contract.documents import ArchiveSpec, LabelledSummary
 
 
 class NotEnoughData(ValueError):
     """Fewer valid labelled rows than the job needs."""
 
 
+@dataclass(frozen=True)
+class LabelledWindow:
+    archive: ArchiveSpec          # the Spark job's archive spec (part of the retrain job spec)
+    summary: LabelledSummary      # the counts from the aggregates
+
+
 def prepare(s3, layout: A.Layout, window_start: str, window_end: str, *, min_rows: int = 200,
-            model_version: str | None = None, read: str = "stage") -> dict[str, Any]:
-    """-> {"archive": the Spark job's archive spec, "labelled", "requests", "slots"}; raises NotEnoughData
+            model_version: str | None = None, read: str = "stage") -> LabelledWindow:
+    """-> the Spark job's archive spec and the window's counts; raises NotEnoughData
     when the window's feedback cannot reach ``min_rows`` (before any Spark time is spent)."""
     start, end = A.parse_iso(window_start), A.parse_iso(window_end)
     first = layout.slot_of(start)
@@ -37,9 +44,9 @@ def prepare(s3, layout: A.Layout, window_start: str, window_end: str, *, min_row
         raise NotEnoughData(f"not enough labelled traffic in window {window_start}..{window_end}: {labelled} "
                             f"requests with feedback < {min_rows} ({requests} requests"
                             f"{f' served by version {model_version}' if model_version is not None else ''})")
-    spec = {"bucket": layout.bucket, "requests_prefix": layout.requests_prefix,
-            "feedback_prefix": layout.feedback_prefix, "slot_minutes": layout.slot_minutes,
-            "window": {"start": window_start, "end": window_end}, "model_version": model_version,
-            "read": read, "min_rows": min_rows}
-    return {"archive": spec, "labelled": labelled, "requests": requests, "slots": len(docs)}
+    spec = ArchiveSpec(bucket=layout.bucket, requests_prefix=layout.requests_prefix,
+                       feedback_prefix=layout.feedback_prefix, slot_minutes=layout.slot_minutes,
+                       window={"start": window_start, "end": window_end}, model_version=model_version,
+                       read=read, min_rows=min_rows)
+    return LabelledWindow(spec, LabelledSummary(labelled=labelled, requests=requests, slots=len(docs)))
 

@@ -62,6 +62,11 @@ def _event(version="1"):
             "decision": {"outcome": "promote", "reasons": ["RMSE better"]}}
 
 
+def _input(**changes):
+    """The execution input (what the prepare step receives): no later step's results."""
+    return {k: v for k, v in {**_event(), **changes}.items() if k not in ("evaluation", "decision")}
+
+
 def test_prepare_counts_feedback_from_the_aggregates_and_hands_spark_the_archive(app):
     s3, sqs = boto3.client("s3"), boto3.client("sqs")
     url = sqs.create_queue(QueueName="log")["QueueUrl"]
@@ -78,8 +83,8 @@ def test_prepare_counts_feedback_from_the_aggregates_and_hands_spark_the_archive
         log.record_feedback(r["request_id"], fare)
     log_drain.drain(sqs=sqs, s3=s3, layout=layout, queue_url=url, load_profile=lambda *_: None)
     with pytest.raises(NotEnoughData, match="150 requests with feedback < 200 \\(250 requests"):
-        app.prepare(_event(), Ctx())
-    out = app.prepare({**_event(), "data": {"min_labelled": 100}}, Ctx())
+        app.prepare(_input(), Ctx())
+    out = app.prepare(_input(data={"min_labelled": 100}), Ctx())
     assert out["labelled"] == {"labelled": 150, "requests": 250, "slots": 1}
     spec = json.loads(s3.get_object(Bucket=BUCKET, Key=out["spec_key"])["Body"].read())
     arch = spec["archive"]
