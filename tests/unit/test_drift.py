@@ -243,3 +243,42 @@ def test_start_retraining_at_most_once_per_window(monkeypatch):
         assert cooled["started"] is False and "cooldown" in cooled["message"]
         assert drift_store.start_retraining(sfn, arn, _doc(version="2"))["started"] is True
         assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 2
+
+
+class _Ctx:
+    function_name, memory_limit_in_mb, aws_request_id = "drift-check", 512, "req-1"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:drift-check"
+
+
+def _load_handler(name: str):
+    import importlib.util
+    import uuid
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "functions" / name / "app.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_app_{uuid.uuid4().hex}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_drift_check_handler_checks_starts_retraining_and_persists(aws, reference, monkeypatch):
+    s3, models, history, sqs, url = aws
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name="sm", roleArn="arn:aws:iam::123456789012:role/sm",
+        definition=json.dumps({"StartAt": "W", "States": {"W": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
+    env = {"ARTIFACT_BUCKET": BUCKET, "MODELS_TABLE": models.name, "HISTORY_TABLE": history.name, "LOG_QUEUE_URL": url,
+           "STATE_MACHINE_ARN": arn, "DRIFT_WINDOW_MINUTES": "60", "DRIFT_PERIOD_MINUTES": "5",
+           "POWERTOOLS_METRICS_NAMESPACE": "driftstack"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    _champion(s3, models, reference)
+    _log(aws, make_trips(1500, seed=3, drift="covariate", month="2023-07"), at=NOW - timedelta(minutes=30))
+    app = _load_handler("drift_check")
+    out = app.handler({"time": iso(NOW), "config": {"min_samples": 100}}, _Ctx())
+    assert out["status"] == D.DRIFT and out["trigger"] is True and out["execution"]["started"] is True
+    assert out["result_uri"].startswith(f"s3://{BUCKET}/") and out["log_drain"]["complete"] is True
+    assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 1
+    with pytest.raises(ValueError, match="psi_treshold"):
+        app.handler({"time": iso(NOW), "config": {"psi_treshold": 1}}, _Ctx())

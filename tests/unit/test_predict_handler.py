@@ -359,7 +359,7 @@ def test_pointer_not_rechecked_before_interval(aws_env, champion, monkeypatch):
     app = load_app()
     publish(aws_env.s3, aws_env.models, BUCKET, build_toy_model(base=10.0), version="2")
     assert call(app, event("predict_single"))[1]["model_version"] == "1"
-    app.MODELS.refresh()  # what the interval expiring does
+    app.SERVING.models.refresh()  # what the interval expiring does
     assert call(app, event("predict_single"))[1]["model_version"] == "2"
 
 
@@ -489,7 +489,7 @@ def test_a_failing_queue_spills_to_s3_and_health_says_so(app, aws_env):
         from botocore.exceptions import ClientError
         raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "SendMessage")
 
-    app.REQUEST_LOG._sqs.send_message = reject
+    app.SERVING.log._sqs.send_message = reject
     code, body, _ = call(app, event("predict_single"))
     assert code == 200, body
     spilled = aws_env.s3.list_objects_v2(Bucket=BUCKET, Prefix=LAYOUT.spill_prefix)["Contents"]
@@ -508,8 +508,8 @@ def test_queue_and_spill_down_is_503_not_an_unlogged_prediction(app):
     def boom(**_):
         raise ConnectionError("down")
 
-    app.REQUEST_LOG._s3.put_object = boom
-    app.REQUEST_LOG._sqs.send_message = boom
+    app.SERVING.log._s3.put_object = boom
+    app.SERVING.log._sqs.send_message = boom
     code, body, _ = call(app, event("predict_single"))
     assert code == 503 and "request log unavailable" in body["message"]
 

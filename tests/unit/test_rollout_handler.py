@@ -81,7 +81,7 @@ def test_shadow_responses_identical_and_both_predictions_logged(aws_env, champio
     chal_blob = build_toy_model(per_mile=3.1, bump=1.0)
     start(aws_env, candidate(aws_env, chal_blob), ro.SHADOW)
     on = app()
-    assert on.ROLLOUT.active.mode == ro.SHADOW
+    assert on.SERVING.rollout.active.mode == ro.SHADOW
     with_shadow = [predict(on, r, rid) for r, rid in zip(rows, ids)]
     for (c1, b1, _), (c2, b2, _) in zip(without, with_shadow):
         assert c1 == c2 == 200 and _strip(b1) == _strip(b2) and b2["model_version"] == "1"
@@ -118,7 +118,7 @@ def test_failing_challenger_never_affects_responses(aws_env, champion, app):  # 
 
     def explode(feeds):
         raise RuntimeError("onnxruntime exploded")
-    object.__setattr__(a.ROLLOUT.active.model, "run", explode)  # a challenger that raises
+    object.__setattr__(a.SERVING.rollout.active.model, "run", explode)  # a challenger that raises
     code, body, _ = predict(a, rows[0], "raising-shadow-0001")
     assert code == 200 and body["predicted_fare"] == round(float(want[0]), 4)
     assert record(aws_env, "raising-shadow-0001")["shadow_error"] == "RuntimeError: onnxruntime exploded"
@@ -175,7 +175,7 @@ def test_model_and_health_show_the_rollout_and_its_end(aws_env, champion, app): 
     code, model, _ = call(a, event("model"))
     assert model["model_version"] == "1" and model["rollout"]["candidate_version"] == "2"
     ro.complete(aws_env.models, r, reason="test")
-    a.ROLLOUT.refresh()  # what the refresh interval does; the champion is re-read at the same moment
+    a.SERVING.rollout.refresh()  # what the refresh interval does; the champion is re-read at the same moment
     code, model, _ = call(a, event("model"))
     assert model["model_version"] == "2" and "rollout" not in model
     assert "rollout" not in call(a, event("health"))[1]
