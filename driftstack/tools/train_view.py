@@ -26,10 +26,14 @@ def train(argv: list[str], console: Console, log_path: Path | None = None) -> di
     log_path = log_path or new_log_path("train")
     console.print(f"[dim]Spark and JVM output goes to {log_path}[/]")
 
-    def show(p: Progress) -> None:
-        console.print(f"  [dim]{p.seconds:6.1f}s[/] {escape(p.message)}", highlight=False)
+    with console.status("starting the training job ...") as status:
+        def show(p: Progress) -> None:
+            if p.message.endswith(" ..."):  # a stage starts: the spinner says which, its end gets a line
+                status.update(f"{escape(p.message)} [dim]({p.seconds:.0f}s)[/]")
+            else:
+                console.print(f"  [dim]{p.seconds:6.1f}s[/] {escape(p.message)}", highlight=False)
 
-    run = run_training(argv, on_progress=show, log_path=log_path)
+        run = run_training(argv, on_progress=show, log_path=log_path)
     if run.ok and run.result is not None:
         return run.result
     console.print(f"[red]training failed[/] (exit {run.exit_code}); the last lines of {run.log_path}:")
@@ -57,8 +61,8 @@ def summary_table(result: dict[str, Any]) -> Table:
     if lat:
         t.add_row("latency", f"single row p50 {lat['single_row_p50_ms']:.3f} ms, "
                              f"p99 {lat['single_row_p99_ms']:.3f} ms (onnxruntime)")
-    t.add_row("model", f"{result.get('model_name')} version {result.get('version', '(not published)')} "
-                       f"sha256 {str(result.get('sha256', ''))[:12]}…")
+    version = f"version {result['version']}" if result.get("version") else "not published"
+    t.add_row("model", f"{result.get('model_name')} {version}, sha256 {str(result.get('sha256', ''))[:12]}…")
     t.add_row("artifact", result.get("model_uri") or f"{result.get('local_dir')} (not published)")
     ml = result.get("mlflow")
     if ml:

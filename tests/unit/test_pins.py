@@ -7,6 +7,9 @@ pyspark 4.3 needs pandas < 3.
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -87,6 +90,45 @@ def test_layer_holds_the_runtime_closure():
         "the layer is installed with --no-deps, so layers/requirements.txt must list every package the "
         "runtime requirements need; missing:\n" + "\n".join(missing)
         + "\nPin each at the venv's version. (Packages only the CLI uses belong in TOOLS_ONLY here.)")
+
+
+def _layer_build_module():
+    spec = importlib.util.spec_from_file_location("layer_build", ROOT / "layers" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def lambda_code() -> list[Path]:
+    """What runs in a Lambda: the shared layer's part of the package, and the handlers."""
+    outside = _layer_build_module().OUTSIDE_LAYER
+    package = [p for p in (ROOT / "driftstack").rglob("*.py") if p.relative_to(ROOT / "driftstack").parts[0] not in outside]
+    return package + sorted((ROOT / "functions").rglob("*.py"))
+
+
+def _imported_top_level_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"driftstack", "__future__"}
+
+
+def test_every_package_the_lambda_code_imports_is_a_runtime_requirement():
+    declared = set(runtime_closure()) | LAMBDA_RUNTIME_PROVIDES
+    distributions = metadata.packages_distributions()
+    undeclared = []
+    for path in lambda_code():
+        for module in sorted(_imported_top_level_modules(path)):
+            if (path.parent / f"{module}.py").exists():
+                continue  # a handler's own module, beside it
+            names = {canonicalize_name(d) for d in distributions.get(module, [module])}
+            if not names & declared:
+                undeclared.append(f"  {path.relative_to(ROOT)} imports {module} ({', '.join(sorted(names))})")
+    assert not undeclared, ("Lambda code imports packages that are neither runtime requirements in pyproject.toml "
+                            "nor pinned in the layer:\n" + "\n".join(undeclared))
 
 
 def test_layer_pins_only_what_the_runtime_needs():
