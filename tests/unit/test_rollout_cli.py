@@ -1,4 +1,4 @@
-"""`driftstack status` operations figures and `driftstack rollout` commands (moto)."""
+"""`driftstack status`, `watch list`, `decisions` and `rollout` against a stack in moto (AWS as target)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,30 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from driftstack.tools import ops_cli
-from driftstack.tools.cli import cli
-from driftstack.adapters.registry import read_pointer
+import driftstack.tools.api_client as api_client
+import driftstack.tools.aws_target as aws_target
+from driftstack.adapters import decision_store
 from driftstack.adapters import rollout as ro
+from driftstack.adapters.registry import read_pointer
+from driftstack.tools import operations
+from driftstack.tools.aws_target import Target
+from driftstack.tools.cli import cli, status
+from driftstack.tools.cli.root import State
 from driftstack.tools.toy_model import build_toy_model, publish
 
 BUCKET = "artifacts"
+DECISION = {"run_id": "retrain-1", "outcome": "promoted", "started_at": "2026-12-01T10:00:00Z",
+            "champion_metrics": {"rmse": 4.0}, "challenger_metrics": {"rmse": 3.5}, "reasons": ["RMSE better"]}
 
 
 @pytest.fixture
 def stack(moto, monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_REGION", "us-east-1")  # the CLI exports its target; monkeypatch restores it
+    monkeypatch.setenv("COLUMNS", "200")  # wide tables: no folded cells
+    monkeypatch.setattr(aws_target, "localstack_url_from_state", lambda: None)  # no LocalStack here: AWS
     s3 = moto.bucket(BUCKET)
     moto.models_table()
-    moto.history_table()
+    history = moto.history_table()
     cw = boto3.client("cloudwatch")
     for name in ("T-Api5xxRate", "T-CanaryRolledBack"):
         cw.put_metric_alarm(AlarmName=name, MetricName="m", Namespace="driftstack", Statistic="Sum", Period=300,
@@ -30,65 +40,102 @@ def stack(moto, monkeypatch, tmp_path):
     models = boto3.resource("dynamodb").Table("models")
     publish(s3, models, BUCKET, build_toy_model(), version="1")
     cand = publish(s3, models, BUCKET, build_toy_model(per_mile=2.6), version="2", promote=False)
+    history.put_item(Item={"pk": decision_store.HISTORY_DECISION, "sk": f"{DECISION['started_at']}#retrain-1",
+                           "run_id": "retrain-1", "doc": json.dumps(DECISION)})
     outputs = {"ModelsTableName": "models", "HistoryTableName": "history", "BucketName": BUCKET,
                "AlarmNames": "T-Api5xxRate,T-CanaryRolledBack"}
-    monkeypatch.setattr(ops_cli, "_outputs", lambda: outputs)
+    # moto's CloudFormation needs a package we do not install: the outputs and stack come from here.
+    monkeypatch.setattr(api_client, "deployed_outputs", lambda target, stack: outputs)
+    monkeypatch.setattr(status, "_stack", lambda state: {"name": state.stack, "status": "CREATE_COMPLETE",
+                                                         "updated": "2026-12-01"})
     yield outputs, models, cand
 
 
-def test_collect_and_render_without_a_rollout(stack):
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_collect_without_a_rollout(stack):
     outputs, _, _ = stack
-    ops = ops_cli.collect(outputs)
-    assert ops["rollout"] is None and ops["last_drift_check"] is None and ops["last_decision"] is None
+    ops = operations.collect(Target(), outputs)
+    assert ops["rollout"] is None and ops["drift_checks"] == [] and ops["decisions"][0]["run_id"] == "retrain-1"
     assert [a["alarm"] for a in ops["alarms"]] == ["T-Api5xxRate", "T-CanaryRolledBack"]
     assert [a["state"] == "ALARM" for a in ops["alarms"]] == [False, True]
-    text = "\n".join(ops_cli.render(ops))
-    assert "rollout: none" in text and "alarms: 2 (1 in ALARM)" in text and "a canary was rolled back" in text
 
 
 def test_a_missing_table_is_reported_not_raised(stack):
     outputs, _, _ = stack
-    ops = ops_cli.collect({**outputs, "HistoryTableName": "nope"})
-    assert ops["last_drift_check"].startswith("unavailable: ") and ops["rollout"] is None
+    ops = operations.collect(Target(), {**outputs, "HistoryTableName": "nope"})
+    assert ops["drift_checks"].startswith("unavailable: ") and ops["rollout"] is None
 
 
-def test_rollout_group_is_registered():
-    assert cli.commands["rollout"] is ops_cli.rollout
+def test_status_reads_as_tables_and_json(stack, monkeypatch):
+    class FakeApi:
+        def call(self, method, path):
+            return 200, {"status": "ok"} if path == "/health" else {"model_name": "taxi-fare", "version": "1"}
+
+    monkeypatch.setattr(State, "api", lambda self: FakeApi())
+    res = run("status")
+    assert res.exit_code == 0, res.output
+    for title in ("deployment", "CREATE_COMPLETE", "champion model", "taxi-fare", "rollout", "drift checks",
+                  "retraining runs", "retrain-1", "alarms: 2 (1 in ALARM)", "a canary was rolled back"):
+        assert title in res.output, title
+    doc = json.loads(run("status", "--json").output)
+    assert doc["model"]["version"] == "1" and doc["target"]["account"] and doc["stack"]["status"] == "CREATE_COMPLETE"
+    assert doc["operations"]["decisions"][0]["outcome"] == "promoted"
 
 
-def run(_cli, args):
-    # the group itself, not `driftstack` (whose --endpoint default would point boto3 away from moto)
-    return CliRunner().invoke(ops_cli.rollout, args[1:])
+@pytest.mark.parametrize("command", [["watch", "list"], ["decisions"], ["decisions", "list"]])
+def test_watch_list_and_decisions_list_runs(stack, command):
+    res = run(*command)
+    assert res.exit_code == 0, res.output
+    assert "retrain-1" in res.output and "4.000 → 3.500" in res.output
+    assert json.loads(run(*command, "--json").output)[0]["run_id"] == "retrain-1"
+
+
+def test_decisions_pending_and_approve(stack, monkeypatch):
+    _, _, _ = stack
+    history = boto3.resource("dynamodb").Table("history")
+    decision_store.store_approval_request(history, "retrain-2", "token-1", {"challenger_version": "2"})
+    assert json.loads(run("decisions", "pending", "--json").output)[0]["run_id"] == "retrain-2"
+    assert "retrain-2" in run("decisions", "pending").output
+    res = run("decisions", "approve", "retrain-3")
+    assert res.exit_code == 1 and "has no pending approval" in res.stderr
+
+
+def test_watch_checks_lists_drift_checks(stack):
+    res = run("watch", "checks", "--json")
+    assert res.exit_code == 0 and json.loads(res.output) == []
 
 
 def test_rollout_commands_start_show_rollback_complete(stack):
     outputs, models, cand = stack
-    res = run(cli, ["rollout", "start", cand["prefix"], "--mode", "canary", "--share", "0.25"])
+    res = run("rollout", "start", cand["prefix"], "--mode", "canary", "--share", "0.25")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["candidate_version"] == "2"
-    assert "canary 25% of 2 next to 1" in "\n".join(ops_cli.render(ops_cli.collect(outputs)))
-    res = run(cli, ["rollout", "start", cand["prefix"], "--mode", "shadow"])
+    assert "canary 25% of 2 next to 1" in run("rollout", "show").output
+    res = run("rollout", "start", cand["prefix"], "--mode", "shadow")
     assert res.exit_code == 1 and "already active" in res.output
-    res = run(cli, ["rollout", "rollback", "--reason", "looked odd"])
+    res = run("rollout", "rollback", "--reason", "looked odd")
     assert res.exit_code == 0 and ro.last_outcome(models)["reason"] == "manual: looked odd"
     assert read_pointer(models).version == "1"
-    assert run(cli, ["rollout", "start", cand["prefix"], "--mode", "shadow"]).exit_code == 0
-    assert run(cli, ["rollout", "complete", "--reason", "ok"]).exit_code == 0
+    assert run("rollout", "start", cand["prefix"], "--mode", "shadow").exit_code == 0
+    assert run("rollout", "complete", "--reason", "ok").exit_code == 0
     assert read_pointer(models).version == "2"
-    show = json.loads(run(cli, ["rollout", "show"]).output)
+    show = json.loads(run("rollout", "show", "--json").output)
     assert show["rollout"] is None and show["last_rollout"]["outcome"] == "completed"
-    res = run(cli, ["rollout", "rollback", "--reason", "x"])
+    res = run("rollout", "rollback", "--reason", "x")
     assert res.exit_code == 1 and "no rollout is active" in res.output
 
 
 def test_rollout_start_names_a_missing_artifact(stack):
-    res = run(cli, ["rollout", "start", "models/taxi-fare/0000000000000000/"])
+    res = run("rollout", "start", "models/taxi-fare/0000000000000000/")
     assert res.exit_code == 1 and "no model artifact under s3://artifacts/models/taxi-fare/0000000000000000/" in res.output
 
 
 def test_traffic_figures_come_from_the_predict_functions_metrics(stack):
     outputs, _, _ = stack
-    assert ops_cli.collect(outputs)["traffic"] == {
+    assert operations.collect(Target(), outputs)["traffic"] == {
         "minutes": 60, "requests": 0, "errors": 0, "validation_errors": 0, "no_model": 0, "log_spills": 0,
         "latency_ms_avg": None, "latency_ms_max": None}
     cw = boto3.client("cloudwatch")
@@ -100,8 +147,6 @@ def test_traffic_figures_come_from_the_predict_functions_metrics(stack):
         {"MetricName": "PredictLatency", "Dimensions": dims, "Value": 0.5, "Unit": "Milliseconds"},
         {"MetricName": "PredictLatency", "Dimensions": dims, "Value": 1.5, "Unit": "Milliseconds"},
         {"MetricName": "Predictions", "Dimensions": [{"Name": "service", "Value": "other"}], "Value": 99}])
-    t = ops_cli.collect(outputs)["traffic"]
+    t = operations.collect(Target(), outputs)["traffic"]
     assert (t["requests"], t["validation_errors"], t["errors"]) == (42, 3, 0)
     assert (t["latency_ms_avg"], t["latency_ms_max"]) == (1.0, 1.5)
-    assert ("traffic, last 60 min (CloudWatch): 42 predictions, 0 errors, 3 rejected as invalid"
-            in "\n".join(ops_cli.render(ops_cli.collect(outputs))))
