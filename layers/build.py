@@ -40,6 +40,11 @@ _SKIP = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 OUTSIDE_LAYER = ("tools", "data")
 
 
+def _say(message: str) -> None:
+    """Progress on stderr: stdout stays free for a caller's own output (e.g. `demo --json`)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def _hash_files(files: list[Path], extra: str = "") -> str:
     h = hashlib.sha256(extra.encode())
     for f in sorted(files):
@@ -70,7 +75,7 @@ def build_deps(force: bool = False) -> Path:
     layer = OUT / "deps"
     digest = _hash_files([REQUIREMENTS], extra=f"{PYTHON_VERSION}|{PLATFORMS}")
     if not force and _up_to_date(layer, digest):
-        print(f"deps layer up to date ({layer})")
+        _say(f"deps layer up to date ({layer})")
         return layer
     started = time.monotonic()
     tmp = OUT / "deps.tmp"
@@ -81,7 +86,7 @@ def build_deps(force: bool = False) -> Path:
            "--only-binary=:all:", "--no-deps", "-r", str(REQUIREMENTS)]
     for platform in PLATFORMS:
         cmd += ["--platform", platform]
-    print(f"building deps layer for python{PYTHON_VERSION} ({', '.join(PLATFORMS)}) ...", flush=True)
+    _say(f"building deps layer for python{PYTHON_VERSION} ({', '.join(PLATFORMS)}) ...")
     subprocess.run(cmd, check=True)
     # Trim what a Lambda never uses: bytecode caches, tests, type stubs, onnxruntime's tools.
     for pattern in ("**/__pycache__", "**/tests", "numpy/_core/tests", "onnxruntime/tools",
@@ -89,7 +94,7 @@ def build_deps(force: bool = False) -> Path:
         for p in target.glob(pattern):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
     _finish(tmp, layer, digest, started)
-    print(f"deps layer built in {time.monotonic() - started:.0f}s: {_size_mb(layer):.0f} MB")
+    _say(f"deps layer built in {time.monotonic() - started:.0f}s: {_size_mb(layer):.0f} MB")
     return layer
 
 
@@ -98,7 +103,7 @@ def build_shared(force: bool = False) -> Path:
     files = _package_files()
     digest = _hash_files(files)
     if not force and _up_to_date(layer, digest):
-        print(f"shared layer up to date ({layer})")
+        _say(f"shared layer up to date ({layer})")
         return layer
     started = time.monotonic()
     tmp = OUT / "shared.tmp"
@@ -108,7 +113,7 @@ def build_shared(force: bool = False) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, dest)
     _finish(tmp, layer, digest, started)
-    print(f"shared layer built: {len(files)} files, {_size_mb(layer):.1f} MB")
+    _say(f"shared layer built: {len(files)} files, {_size_mb(layer):.1f} MB")
     return layer
 
 
