@@ -4,8 +4,8 @@ environment once (at cold start).  ``base`` holds the machinery, ``functions`` t
 from driftstack.settings.base import EnvSettings, SettingsError, Thresholds, thresholds
 from driftstack.settings.functions import (ArchiveSettings, CanaryEvalSettings, CanaryThresholds, DecisionThresholds,
                                            DriftCheckSettings, DriftThresholds, LogArchiverSettings, PredictSettings,
-                                           RetrainSettings, TrainingBackendSettings)
+                                           PromotionSettings, RetrainSettings, TrainingBackendSettings)
 
 __all__ = ["EnvSettings", "SettingsError", "Thresholds", "thresholds", "ArchiveSettings", "PredictSettings",
-           "LogArchiverSettings", "DriftCheckSettings", "CanaryEvalSettings", "RetrainSettings",
+           "LogArchiverSettings", "DriftCheckSettings", "CanaryEvalSettings", "RetrainSettings", "PromotionSettings",
            "TrainingBackendSettings", "DriftThresholds", "DecisionThresholds", "CanaryThresholds"]

@@ -59,12 +59,6 @@ class DriftCheckSettings(ArchiveSettings):
     retrain_cooldown_minutes: float = env(N.RETRAIN_COOLDOWN_MINUTES, N.DEFAULT_RETRAIN_COOLDOWN_MINUTES, ge=0)
     drift: DriftThresholds    # DRIFT_*; .build(event overrides) -> DriftConfig
 
-class CanaryEvalSettings(ArchiveSettings):
-    models_table: str = env(N.MODELS_TABLE, min_length=1)
-    log_queue_url: str = env(N.LOG_QUEUE_URL, min_length=1)
-    history_table: str | None = env(N.HISTORY_TABLE, None)   # finishing a retraining run's promotion needs it
-    canary: CanaryThresholds  # CANARY_*; .build(event overrides) -> CanaryCriteria
-
 class TrainingBackendSettings(EnvSettings):
     """driftstack.adapters.training_backend: a host process (LocalStack) or EMR Serverless (AWS)."""
 
@@ -80,15 +74,28 @@ class TrainingBackendSettings(EnvSettings):
     emr_log_uri: str | None = env(N.EMR_LOG_URI, None)
     emr_spark_params: str = env(N.EMR_SPARK_PARAMS, "")
 
-class RetrainSettings(ArchiveSettings):
-    models_table: str = env(N.MODELS_TABLE, min_length=1)
-    history_table: str = env(N.HISTORY_TABLE, min_length=1)
+class PromotionSettings(ArchiveSettings):
+    """Finishing a promotion (MLflow alias, ModelPromoted event, notification): driftstack.usecases.promotion.
+    The retraining workflow promotes directly; the canary evaluation finishes a canary's promotion."""
+
     topic_arn: str | None = env(N.TOPIC_ARN, None)
     event_bus_name: str | None = env(N.EVENT_BUS_NAME, None)
+    mlflow: dict = env(N.RETRAIN_MLFLOW, {})
+    alias_timeout_seconds: float = env(N.ALIAS_TIMEOUT_SECONDS, 90.0, gt=0)
+    backend: TrainingBackendSettings   # the local backend's Python sets the MLflow alias
+
+
+class CanaryEvalSettings(PromotionSettings):
+    models_table: str = env(N.MODELS_TABLE, min_length=1)
+    log_queue_url: str = env(N.LOG_QUEUE_URL, min_length=1)
+    history_table: str | None = env(N.HISTORY_TABLE, None)   # finishing a retraining run's promotion needs it
+    canary: CanaryThresholds  # CANARY_*; .build(event overrides) -> CanaryCriteria
+
+
+class RetrainSettings(PromotionSettings):
+    models_table: str = env(N.MODELS_TABLE, min_length=1)
+    history_table: str = env(N.HISTORY_TABLE, min_length=1)
     data_defaults: dict = env(N.RETRAIN_DATA_DEFAULTS, {})
     training_defaults: dict = env(N.RETRAIN_TRAINING_DEFAULTS, {})
-    mlflow: dict = env(N.RETRAIN_MLFLOW, {})
     promote_canary_share: float = env(N.PROMOTE_CANARY_SHARE, 0.0, ge=0, le=1)   # > 0: promote as a canary
-    alias_timeout_seconds: float = env(N.ALIAS_TIMEOUT_SECONDS, 90.0, gt=0)
-    backend: TrainingBackendSettings
     decision: DecisionThresholds    # DECISION_*; .build(execution-input criteria) -> Criteria

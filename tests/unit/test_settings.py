@@ -91,3 +91,10 @@ def test_reads_os_environ_by_default(monkeypatch):
     monkeypatch.setenv("ARCHIVE_SLOT_MINUTES", "10")
     assert LogArchiverSettings.from_env().layout().slot_minutes == 10
     assert LogArchiverSettings().log_queue_url == "https://queue"
+
+
+def test_canary_eval_can_finish_a_promotion():
+    s = CanaryEvalSettings.from_env({**BASE, "TOPIC_ARN": "arn:topic", "RETRAIN_MLFLOW": '{"tracking_uri": "http://m"}',
+                                     "LOCAL_TRAINING_PYTHON": "/usr/bin/python3"})
+    assert s.topic_arn == "arn:topic" and s.mlflow["tracking_uri"] == "http://m" and s.alias_timeout_seconds == 90.0
+    assert s.backend.training_backend == "local" and s.backend.local_training_python == "/usr/bin/python3"
