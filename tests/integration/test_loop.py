@@ -36,7 +36,8 @@ from driftstack.adapters import decision_store
 from driftstack.tools import deploy
 from driftstack.domain import drift
 from driftstack.adapters import drift_store
-from driftstack.tools import ops_cli
+from driftstack.tools import operations
+from driftstack.tools.aws_target import resolve
 from driftstack.adapters import registry
 from driftstack.adapters import training_backend as TB
 from driftstack.tools.traffic import make_trips
@@ -179,7 +180,7 @@ def test_drift_triggers_one_execution_and_the_better_challenger_is_served(loop, 
     assert record["outcome"] == D.PROMOTED, record.get("reasons")
     assert_alarm_fired(f"{STACK}-DriftDetected")
     # `driftstack status` traffic figures: the predict function's metrics, real in LocalStack too.
-    traffic = ops_cli.traffic()
+    traffic = operations.traffic(resolve())
     assert traffic["requests"] >= 1400 and traffic["latency_ms_max"] is not None, traffic
     ev = record["evaluation"]
     assert ev["challenger"]["metrics"]["rmse"] <= ev["champion"]["metrics"]["rmse"] - 0.5
