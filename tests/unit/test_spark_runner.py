@@ -124,3 +124,41 @@ def test_summary_of_an_unpublished_run():
     console = _console()
     console.print(train_view.summary_table(doc))
     assert "/tmp/run (not published)" in console.file.getvalue()
+
+
+@pytest.fixture
+def invoke(fake_job, tmp_path, monkeypatch):
+    """`driftstack …` on a deployed stack (outputs faked), the fake job as the training job."""
+    from click.testing import CliRunner
+
+    from driftstack.tools.cli import cli
+
+    outputs = {"StorageBucketName": "bucket", "RegistryModelsTableName": "models"}
+    monkeypatch.setattr("driftstack.tools.api_client.stack_outputs", lambda *a, **k: outputs)
+    monkeypatch.setattr(spark_runner, "default_log_dir", lambda: tmp_path / "logs")
+    return lambda *args: CliRunner().invoke(cli, list(args))
+
+
+def test_cli_train_shows_a_summary(invoke, tmp_path):
+    result = invoke("train", "--rows", "500")
+
+    assert result.exit_code == 0, result.output
+    assert "fit done in 8.1s" in result.output and "RMSE 2.346" in result.output
+    assert str(tmp_path / "logs" / "train-") in result.output and "NativeCodeLoader" not in result.output
+
+
+def test_cli_train_json_prints_only_the_document(invoke):
+    result = invoke("train", "--json")
+
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == RESULT
+    assert "fit done in 8.1s" in result.stderr
+
+
+def test_cli_train_failure_is_one_error_line_after_the_log_tail(invoke, tmp_path):
+    result = invoke("train", "--fail")
+
+    assert result.exit_code == 1
+    assert "Traceback" in result.stdout  # the log's tail, shown for the person
+    assert result.stderr.startswith("error: training failed: parity gate failed")
+    assert str(tmp_path / "logs") in result.stderr
