@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # driftstack/tools/deploy.py -> the repository
 CDK_DIR = ROOT / "cdk"
 STATE_DIR = Path(os.environ.get("DRIFTSTACK_STATE_DIR", ROOT / ".state"))
 DEFAULT_STACK = "Driftstack"

@@ -26,7 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # driftstack/tools/localstack_host.py -> the repository
 DEFAULT_PORT = 4566
 STATE_ROOT = Path(os.environ.get("DRIFTSTACK_STATE_DIR") or REPO / ".state")  # project-wide state (Makefile sets it)
 DEFAULT_STATE_DIR = STATE_ROOT / "localstack"

@@ -36,7 +36,13 @@ def test_top_level_help_lists_every_command_on_one_line(runner):
     result = runner.invoke(cli, ["--help"])
     commands = result.output.split("Commands:")[1].strip().splitlines()
     assert {line.split()[0] for line in commands} == set(cli.commands)
-    assert all(len(line.split(None, 1)) == 2 for line in commands)  # every command has its help line
+    assert all(len(line.split(None, 1)) == 2 and not line.endswith("...") for line in commands)  # one whole line
+
+
+def test_tools_find_the_repository():
+    from driftstack.tools import deploy, localstack_host
+
+    assert (deploy.CDK_DIR / "app.py").exists() and (localstack_host.REPO / "Makefile").exists()
 
 
 def test_predict_without_stack_says_what_to_do(runner):

@@ -42,8 +42,11 @@ def stack(moto, monkeypatch, tmp_path):
     cand = publish(s3, models, BUCKET, build_toy_model(per_mile=2.6), version="2", promote=False)
     history.put_item(Item={"pk": decision_store.HISTORY_DECISION, "sk": f"{DECISION['started_at']}#retrain-1",
                            "run_id": "retrain-1", "doc": json.dumps(DECISION)})
+    machine = boto3.client("stepfunctions").create_state_machine(
+        name="retrain", roleArn="arn:aws:iam::123456789012:role/sfn",
+        definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
     outputs = {"ModelsTableName": "models", "HistoryTableName": "history", "BucketName": BUCKET,
-               "AlarmNames": "T-Api5xxRate,T-CanaryRolledBack"}
+               "AlarmNames": "T-Api5xxRate,T-CanaryRolledBack", "StateMachineArn": machine}
     # moto's CloudFormation needs a package we do not install: the outputs and stack come from here.
     monkeypatch.setattr(api_client, "deployed_outputs", lambda target, stack: outputs)
     monkeypatch.setattr(status, "_stack", lambda state: {"name": state.stack, "status": "CREATE_COMPLETE",
@@ -101,6 +104,13 @@ def test_decisions_pending_and_approve(stack, monkeypatch):
     assert "retrain-2" in run("decisions", "pending").output
     res = run("decisions", "approve", "retrain-3")
     assert res.exit_code == 1 and "has no pending approval" in res.stderr
+
+
+def test_watch_live_once(stack):
+    res = run("watch", "--once")
+    assert res.exit_code == 0 and "no executions yet" in res.output
+    res = run("watch", "retrain-nope", "--once")
+    assert res.exit_code == 1 and "`driftstack watch list`" in res.stderr and "Traceback" not in res.output
 
 
 def test_watch_checks_lists_drift_checks(stack):

@@ -14,7 +14,9 @@ from driftstack.tools.cli.root import DefaultCommandGroup, State, cli, pass_stat
 
 @cli.group(cls=DefaultCommandGroup, default="list")
 def decisions() -> None:
-    """Retraining decisions: list (default), show one, pending approvals, approve or reject."""
+    """Retraining decisions: list, show, pending, approve, reject.
+
+    Without a subcommand: `list`."""
 
 
 def _show(state: State, run_id: str) -> None:
@@ -93,7 +95,9 @@ def _complete(state: State, run_id: str, approved: bool, reason: str) -> None:
 @click.option("--reason", default="", help="Recorded with the decision.")
 @pass_state
 def approve(state: State, run_id: str, reason: str) -> None:
-    """Approve a promotion waiting for a human (stacks deployed with -c approval=true)."""
+    """Approve a promotion waiting for a human.
+
+    Stacks deployed with -c approval=true wait for this (or `reject`)."""
     _complete(state, run_id, True, reason)
 
 

@@ -51,8 +51,10 @@ def _run_here(state: State, at: str | None, overrides: dict[str, str], persist: 
 @pass_state
 def drift_check(state: State, at: str | None, overrides: dict[str, str], local: bool, no_persist: bool,
                 ignore_cooldown: bool, as_json: bool) -> None:
-    """Run the drift check now (what the schedule does) and print its result. The deployed check
-    starts retraining when its thresholds are crossed."""
+    """Run the drift check now and print its result.
+
+    What the schedule does: the deployed check starts retraining when its thresholds are crossed
+    (--local runs it here and never retrains)."""
     from driftstack.adapters import drift_store
     from driftstack.domain.drift import json_default
     from driftstack.tools.watch import render_checks
@@ -89,7 +91,9 @@ def drift_check(state: State, at: str | None, overrides: dict[str, str], local: 
 @click.option("--open", "open_it", is_flag=True, help="Open it in the default browser.")
 @pass_state
 def report(state: State, open_it: bool) -> None:
-    """Download the latest drift report (HTML with plots) and print its local path."""
+    """Download the latest drift report (HTML with plots).
+
+    Prints its S3 URI and its local path."""
     from driftstack.adapters import drift_store
     from driftstack.tools.deploy import STATE_DIR
 

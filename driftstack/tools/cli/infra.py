@@ -38,7 +38,7 @@ def _print_outputs(outputs: dict[str, str]) -> None:
 @click.option("--no-deploy", is_flag=True, help="Only start LocalStack.")
 @pass_state
 def up(state: State, port: int, no_deploy: bool) -> None:
-    """Start LocalStack on this host and deploy the stack (idempotent)."""
+    """Start LocalStack here and deploy the stack (idempotent)."""
     st = lh.start(port=port)
     click.echo(f"LocalStack healthy at {st.url} (pid {st.pid})")
     if not no_deploy:
@@ -49,7 +49,9 @@ def up(state: State, port: int, no_deploy: bool) -> None:
 
 @cli.command()
 def down() -> None:
-    """Stop LocalStack and every process it started (Lambda runtimes, training jobs)."""
+    """Stop LocalStack and everything it started.
+
+    Lambda runtimes and training jobs included (its whole process group)."""
     click.echo("stopped" if lh.stop() else "not running")
 
 
@@ -57,7 +59,9 @@ def down() -> None:
 @json_option
 @pass_state
 def deploy_cmd(state: State, as_json: bool) -> None:
-    """(Re)deploy the CDK app to the target (cdklocal on LocalStack, cdk on AWS)."""
+    """(Re)deploy the stack to the target.
+
+    cdklocal on LocalStack, cdk on AWS; prints the stack outputs."""
     outputs = _deploy(state, state.target.endpoint_url, quiet=False)
     echo_json(outputs) if as_json else _print_outputs(outputs)
 
@@ -66,7 +70,7 @@ def deploy_cmd(state: State, as_json: bool) -> None:
 @click.confirmation_option(prompt="Destroy the stack and everything in it?")
 @pass_state
 def destroy(state: State) -> None:
-    """Destroy the deployed stack (its bucket and tables included)."""
+    """Destroy the deployed stack, its bucket and tables."""
     try:
         cdk.destroy(state.target.endpoint_url, stack=state.stack, quiet=False)
     except cdk.DeployError as exc:
@@ -76,7 +80,7 @@ def destroy(state: State) -> None:
 
 @cli.group()
 def localstack() -> None:
-    """LocalStack on this host, without Docker: start, stop, status, logs."""
+    """LocalStack on this host: start, stop, status, logs."""
 
 
 @localstack.command("start")

@@ -14,7 +14,7 @@ from driftstack.tools.cli.root import State, cli, pass_state
 
 @cli.group()
 def rollout() -> None:
-    """Shadow or canary a candidate model next to the champion; complete or roll back."""
+    """Shadow or canary a candidate model; complete or roll back."""
 
 
 @rollout.command("start")

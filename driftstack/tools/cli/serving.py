@@ -72,7 +72,9 @@ def predict(ctx: click.Context, state: State, body, **flags) -> None:
 @click.pass_context
 def traffic(ctx: click.Context, state: State, count: int, rate: float | None, concurrency: int, drift: str,
             month: str, seed: int | None, feedback: bool, as_json: bool) -> None:
-    """Send generated trips through the API (bounded: exactly --count requests)."""
+    """Send generated trips through the API.
+
+    Bounded: exactly --count requests."""
     from driftstack.tools import traffic as tr
 
     client = state.api()

@@ -26,9 +26,10 @@ def _target(state: State) -> dict[str, Any]:
         st = localstack_host.status()
         mine = st.running and st.url == state.target.endpoint_url
         return {"endpoint": state.target.endpoint_url, "localstack": asdict(st) if mine else None}
-    ident = state.client("sts").get_caller_identity()
+    sts = state.client("sts")
+    ident = sts.get_caller_identity()
     return {"account": ident["Account"], "identity": ident["Arn"], "profile": state.target.profile,
-            "region": state.client("sts").meta.region_name}
+            "region": sts.meta.region_name}
 
 
 def _serving(state: State) -> dict[str, Any]:
@@ -56,7 +57,10 @@ def collect(state: State, recent: int) -> dict[str, Any]:
 @json_option
 @pass_state
 def status(state: State, recent: int, as_json: bool) -> None:
-    """Where the CLI points, the stack, the serving model, rollout, drift checks, decisions, alarms."""
+    """The deployment at a glance, as tables.
+
+    Where the CLI points, the stack, the champion model, the rollout, recent drift checks and
+    decisions, traffic and alarms (--json: one document)."""
     doc = collect(state, recent)
     if as_json:
         echo_json(doc)

@@ -13,7 +13,9 @@ from driftstack.tools.cli.root import DefaultCommandGroup, State, cli, pass_stat
 
 @cli.group(cls=DefaultCommandGroup, default="live")
 def watch() -> None:
-    """Retraining from the terminal: live view (default), past runs, drift checks."""
+    """Retraining from the terminal: live view, runs, drift checks.
+
+    Without a subcommand: `live` (`driftstack watch [EXECUTION] [--once]`)."""
 
 
 @watch.command("live")
