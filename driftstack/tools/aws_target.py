@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 LOCALSTACK_REGION = "us-east-1"
@@ -39,7 +40,9 @@ class Target:
             return f"LocalStack at {self.endpoint_url}"
         return "AWS" + "".join(f", {k} {v}" for k, v in (("profile", self.profile), ("region", self.region)) if v)
 
-    def session(self):
+    @cached_property
+    def _session(self):
+        """One boto3 session per target: credentials and config are resolved once."""
         import boto3
 
         kwargs: dict[str, str] = {}
@@ -64,10 +67,10 @@ class Target:
         return kwargs
 
     def client(self, service: str):
-        return self.session().client(service, **self._endpoint_kwargs(service))
+        return self._session.client(service, **self._endpoint_kwargs(service))
 
     def resource(self, service: str):
-        return self.session().resource(service, **self._endpoint_kwargs(service))
+        return self._session.resource(service, **self._endpoint_kwargs(service))
 
     def export(self, environ: MutableMapping[str, str] | None = None) -> None:
         """Write the target into the environment, for code that builds its own clients (the training

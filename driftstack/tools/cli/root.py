@@ -20,6 +20,7 @@ class State:
     stack: str = DEFAULT_STACK
     debug: bool = False
     _outputs: dict[str, str] | None = field(default=None, repr=False)
+    _api: object = field(default=None, repr=False)
 
     def outputs(self) -> dict[str, str]:
         if self._outputs is None:
@@ -40,9 +41,12 @@ class State:
         return self.target.resource("dynamodb").Table(self.output(output_suffix))
 
     def api(self):
-        from driftstack.tools.api_client import ApiClient
+        """The API client of the stack (its key read once)."""
+        if self._api is None:
+            from driftstack.tools.api_client import ApiClient
 
-        return ApiClient.from_stack(stack=self.stack, target=self.target)
+            self._api = ApiClient.from_stack(stack=self.stack, target=self.target)
+        return self._api
 
 
 pass_state = click.make_pass_decorator(State)

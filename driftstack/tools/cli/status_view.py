@@ -27,10 +27,6 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _unavailable(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith("unavailable")
-
-
 def render_target(describe: str, target: dict, stack: dict) -> Table:
     rows: list[tuple[str, Any]] = [("target", describe)]
     ls = target.get("localstack")
