@@ -63,7 +63,7 @@ def flow(aws_env, champion, moto, monkeypatch):  # noqa: F811
             sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
                                                             for i, m in enumerate(msgs)])
         return list(seen[url])
-    yield SimpleNamespace(retrain=retrain, history=history, s3=aws_env.s3, models=aws_env.models,
+    yield SimpleNamespace(retrain=retrain, history=history, monkeypatch=monkeypatch, s3=aws_env.s3, models=aws_env.models,
                           notifications=lambda: messages(notes_url), events=lambda: messages(events_url))
 
 
@@ -79,8 +79,10 @@ def _decided(flow, cand: dict) -> dict:
             "decision": {"outcome": "promote", "reasons": ["RMSE 4.0 vs champion 9.0"]}}
 
 
-def _canary(flow, app, evaluator, blob: bytes, *, long_share=0.0, criteria=None):  # noqa: F811
-    """promote (canary) -> the workflow's notify -> traffic -> the scheduled evaluation."""
+def _canary(flow, app, evaluator, blob: bytes, *, long_share=0.0, criteria=None,  # noqa: F811
+            evaluation_env=None):
+    """promote (canary) -> the workflow's notify -> traffic -> the scheduled evaluation (whose
+    environment may differ: ``evaluation_env``; both functions read their settings per invocation)."""
     event = _decided(flow, candidate(aws_env_of(flow), blob))
     started = flow.retrain.promote(event, Ctx())
     flow.retrain.notify({"run_id": RUN, "final": started}, Ctx())
@@ -88,6 +90,8 @@ def _canary(flow, app, evaluator, blob: bytes, *, long_share=0.0, criteria=None)
     a = app()
     for i, row in enumerate(trips(240, seed=11, long_share=long_share)):
         assert predict(a, row, f"promo-{i:05d}")[0] == 200
+    for k, v in (evaluation_env or {}).items():
+        flow.monkeypatch.setenv(k, v)
     return evaluator.handler({"criteria": {"min_requests": 40, **(criteria or {})}}, Ctx())
 
 
@@ -160,8 +164,8 @@ def test_a_rolled_back_promotion_canary_is_recorded_and_notified(flow, app, eval
 def test_a_failing_write_after_the_pointer_moved_is_reported_not_hidden(flow, app, evaluator, monkeypatch,  # noqa: F811
                                                                         var, value, error, detail):
     monkeypatch.setenv("PROMOTE_CANARY_SHARE", "0.3")
-    monkeypatch.setenv(var, value)   # read by the canary evaluation when it finishes the promotion
-    out = _canary(flow, app, evaluator, build_toy_model(per_mile=2.52))
+    # read by the canary evaluation when it finishes the promotion
+    out = _canary(flow, app, evaluator, build_toy_model(per_mile=2.52), evaluation_env={var: value})
     assert out["status"] == "complete" and read_pointer(flow.models).version == "2"  # the canary completed
     errors = out["promotion"]["errors"]
     assert len(errors) == 1 and errors[0].startswith(error) and detail in errors[0], errors
