@@ -17,35 +17,36 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from driftstack.contract import names as N
+from driftstack.domain.drift import DriftConfig
+from driftstack_cdk.function_env import powertools_env, thresholds_env
+
 ROOT = Path(__file__).resolve().parents[2]
-THRESHOLDS = ("psi_threshold", "min_drifted_features", "prediction_psi_threshold", "rmse_degradation",
-              "min_samples", "min_feedback")
+DEFAULTS = DriftConfig()
 
 
 class Monitoring(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, storage, serving, retraining) -> None:
         super().__init__(scope, construct_id)
         ctx = self.node.try_get_context
-        rate = float(ctx("drift_schedule_minutes") or 60)
-        window = float(ctx("drift_window_minutes") or 1440)
+        rate = float(ctx("drift_schedule_minutes") or DEFAULTS.period_minutes)
+        window = float(ctx("drift_window_minutes") or DEFAULTS.window_minutes)
         for name, minutes in (("drift_schedule_minutes", rate), ("drift_window_minutes", window)):
             if minutes % serving.slot_minutes:  # aggregates are per slot: a window is whole slots
                 raise ValueError(f"{name}={minutes:g} must be a multiple of archive_slot_minutes={serving.slot_minutes}")
+        cooldown = ctx("retrain_cooldown_minutes")
         env = {
             **serving.archive_env,
-            "MODELS_TABLE": storage.models_table.table_name,
-            "HISTORY_TABLE": retraining.history_table.table_name,
-            "STATE_MACHINE_ARN": retraining.state_machine.state_machine_arn,
-            "DRIFT_PERIOD_MINUTES": str(rate),
-            "DRIFT_WINDOW_MINUTES": str(window),
-            "RETRAIN_COOLDOWN_MINUTES": str(ctx("retrain_cooldown_minutes") if ctx("retrain_cooldown_minutes")
-                                            is not None else 60),
-            "POWERTOOLS_SERVICE_NAME": "driftstack-drift-check", "POWERTOOLS_METRICS_NAMESPACE": "driftstack",
-            "POWERTOOLS_LOG_LEVEL": "INFO",
+            N.MODELS_TABLE: storage.models_table.table_name,
+            N.HISTORY_TABLE: retraining.history_table.table_name,
+            N.STATE_MACHINE_ARN: retraining.state_machine.state_machine_arn,
+            N.DRIFT_PERIOD_MINUTES: str(rate),
+            N.DRIFT_WINDOW_MINUTES: str(window),
+            N.RETRAIN_COOLDOWN_MINUTES: str(cooldown if cooldown is not None else N.DEFAULT_RETRAIN_COOLDOWN_MINUTES),
+            **powertools_env(N.DRIFT_SERVICE),
+            # the window and period come from the schedule above
+            **thresholds_env(ctx, DriftConfig, N.DRIFT_PREFIX, skip=("period_minutes", "window_minutes")),
         }
-        for t in THRESHOLDS:
-            if ctx(f"drift_{t}") is not None:
-                env[f"DRIFT_{t.upper()}"] = str(ctx(f"drift_{t}"))
         self.function = lambda_.Function(
             self, "DriftCheck", code=lambda_.Code.from_asset(str(ROOT / "functions" / "drift_check")),
             handler="app.handler", runtime=lambda_.Runtime.PYTHON_3_12, architecture=lambda_.Architecture.X86_64,
@@ -54,8 +55,8 @@ class Monitoring(Construct):
         # Least privilege: drain the log into the archive (it reads what it checks), read the
         # champion's artifacts, write drift results.
         serving.grant_archiving(self.function)
-        storage.bucket.grant_read(self.function, "models/*")
-        storage.bucket.grant_put(self.function, "drift/*")
+        storage.bucket.grant_read(self.function, f"{N.S3_MODELS}*")
+        storage.bucket.grant_put(self.function, f"{N.S3_DRIFT}*")
         storage.models_table.grant(self.function, "dynamodb:GetItem")
         retraining.history_table.grant(self.function, "dynamodb:PutItem")
         retraining.state_machine.grant_start_execution(self.function)

@@ -46,21 +46,21 @@ from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
 from driftstack.contract import features as fc
+from driftstack.contract import names as N
 from driftstack.domain.canary import CanaryCriteria
+from driftstack.domain.drift import DriftConfig
 from driftstack.adapters.rollout import CANDIDATE
+from driftstack_cdk.function_env import powertools_env, thresholds_env
 from driftstack_cdk.serving import FUNCTIONS, NO_BYTECODE
 
-NAMESPACE = "driftstack"
-PREDICT_SERVICE = "driftstack-predict"
-DRIFT_SERVICE = "driftstack-drift-check"
-CANARY_SERVICE = "driftstack-canary-eval"
 PERIOD = Duration.minutes(5)
+DRIFT_DEFAULTS = DriftConfig()
 
 
 def app_metric(name: str, service: str, statistic: str = "Sum", period: Duration = PERIOD,
                label: str | None = None) -> cloudwatch.Metric:
     """A custom metric as Powertools emits it: namespace driftstack, dimension service=<service>."""
-    return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name, statistic=statistic,
+    return cloudwatch.Metric(namespace=N.NAMESPACE, metric_name=name, statistic=statistic,
                              dimensions_map={"service": service}, period=period, label=label)
 
 
@@ -77,7 +77,8 @@ class Operations(Construct):
             topic.add_subscription(subs.EmailSubscription(str(ctx("alert_email"))))
         action = cw_actions.SnsAction(topic)
         api = serving.api
-        drift_period = Duration.minutes(max(1, int(float(ctx("drift_schedule_minutes") or 60))))
+        drift_period = Duration.minutes(max(1, int(float(ctx("drift_schedule_minutes") or DRIFT_DEFAULTS.period_minutes))))
+        psi = float(ctx("drift_psi_threshold") or DRIFT_DEFAULTS.psi_threshold)  # the drift check's threshold
 
         api_5xx_rate = cloudwatch.MathExpression(
             expression="IF(requests > 0, 100 * errors / requests, 0)", label="API 5xx rate (%)",
@@ -99,13 +100,13 @@ class Operations(Construct):
         ge = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
         alarm("Api5xxRate", api_5xx_rate, float(ctx("alarm_5xx_rate_percent") or 5),
               "share of API requests answered 5xx (percent over 5 minutes)", periods=3, datapoints=2)
-        alarm("PredictLatencyP99", app_metric("PredictLatency", PREDICT_SERVICE, "p99"),
+        alarm("PredictLatencyP99", app_metric(N.METRIC_PREDICT_LATENCY, N.PREDICT_SERVICE, "p99"),
               float(ctx("alarm_latency_p99_ms") or 100), "in-handler predict latency p99 (ms)",
               periods=3, datapoints=2)
         alarm("ApiLatencyP99", api.metric_latency(period=PERIOD, statistic="p99"),
               float(ctx("alarm_api_latency_p99_ms") or 2000), "end-to-end API latency p99 (ms)",
               periods=3, datapoints=2)
-        alarm("DriftDetected", app_metric("DriftTriggered", DRIFT_SERVICE, "Maximum", drift_period), 1,
+        alarm("DriftDetected", app_metric(N.METRIC_DRIFT_TRIGGERED, N.DRIFT_SERVICE, "Maximum", drift_period), 1,
               "the drift check crossed its thresholds (retraining was requested)", op=ge)
         sm = retraining.state_machine
         failed = cloudwatch.MathExpression(
@@ -114,7 +115,7 @@ class Operations(Construct):
                            "timedout": sm.metric_timed_out(period=PERIOD, statistic="Sum")}, period=PERIOD)
         alarm("RetrainingFailed", failed, 1, "a retrain-and-compare execution failed; the champion is unchanged",
               op=ge)
-        alarm("CanaryRolledBack", app_metric("CanaryRollbacks", CANARY_SERVICE), 1,
+        alarm("CanaryRolledBack", app_metric(N.METRIC_CANARY_ROLLBACKS, N.CANARY_SERVICE), 1,
               "a canary was rolled back on live evidence (reason in `driftstack status`)", op=ge)
 
         # Every alarm in the stack so far (ours and the serving construct's) notifies the topic.
@@ -125,30 +126,30 @@ class Operations(Construct):
         self.all_alarms = [*self.alarms.values(), *serving_alarms]
 
         # ---- dashboard
-        p = lambda name, stat="Sum", label=None: app_metric(name, PREDICT_SERVICE, stat, Duration.minutes(1), label)  # noqa: E731
+        p = lambda name, stat="Sum", label=None: app_metric(name, N.PREDICT_SERVICE, stat, Duration.minutes(1), label)  # noqa: E731
         board = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{Stack.of(self).stack_name}-operations",
                                      default_interval=Duration.hours(6))
         board.add_widgets(
             cloudwatch.GraphWidget(title="Request rate (per minute)", width=8, left=[
                 api.metric_count(period=Duration.minutes(1), statistic="Sum", label="API requests"),
-                p("Predictions", label="predicted rows")]),
+                p(N.METRIC_PREDICTIONS, label="predicted rows")]),
             cloudwatch.GraphWidget(title="Latency (ms)", width=8, left=[
-                p("PredictLatency", "p50", "in-handler p50"), p("PredictLatency", "p99", "in-handler p99"),
+                p(N.METRIC_PREDICT_LATENCY, "p50", "in-handler p50"), p(N.METRIC_PREDICT_LATENCY, "p99", "in-handler p99"),
                 api.metric_latency(period=Duration.minutes(1), statistic="p99", label="API p99")]),
             cloudwatch.GraphWidget(title="Errors", width=8, left=[
                 api.metric_server_error(period=Duration.minutes(1), statistic="Sum", label="API 5xx"),
                 api.metric_client_error(period=Duration.minutes(1), statistic="Sum", label="API 4xx"),
-                p("RequestLogSpills", label="log spills"), p("ModelLoadFailures", label="models refused"),
-                p("CanaryErrors", label="canary errors (served by champion)"),
-                p("ShadowErrors", label="shadow errors")]),
+                p(N.METRIC_REQUEST_LOG_SPILLS, label="log spills"), p(N.METRIC_MODEL_LOAD_FAILURES, label="models refused"),
+                p(N.METRIC_CANARY_ERRORS, label="canary errors (served by champion)"),
+                p(N.METRIC_SHADOW_ERRORS, label="shadow errors")]),
         )
         board.add_widgets(
             cloudwatch.GraphWidget(
                 title="Per-feature PSI (drift check)", width=12,
-                left=[app_metric(f"FeaturePSI_{n}", DRIFT_SERVICE, "Maximum", drift_period, n)
+                left=[app_metric(f"{N.METRIC_FEATURE_PSI}_{n}", N.DRIFT_SERVICE, "Maximum", drift_period, n)
                       for n in fc.FEATURE_NAMES]
-                + [app_metric("PredictionPSI", DRIFT_SERVICE, "Maximum", drift_period, "prediction")],
-                left_annotations=[cloudwatch.HorizontalAnnotation(value=0.2, label="PSI 0.2")]),
+                + [app_metric(N.METRIC_PREDICTION_PSI, N.DRIFT_SERVICE, "Maximum", drift_period, "prediction")],
+                left_annotations=[cloudwatch.HorizontalAnnotation(value=psi, label=f"PSI {psi:g}")]),
             cloudwatch.LogQueryWidget(
                 title="Model version over time (served requests)", width=12,
                 # The name, not predict_fn.log_group: that property adds its own LogRetention (never
@@ -161,8 +162,8 @@ class Operations(Construct):
         )
         board.add_widgets(
             cloudwatch.GraphWidget(title="Rollout traffic", width=12, left=[
-                p("CanaryRequests", label="served by canary"), p("Predictions", label="all predictions"),
-                p("CanaryErrors", label="canary errors"), p("ShadowErrors", label="shadow errors")]),
+                p(N.METRIC_CANARY_REQUESTS, label="served by canary"), p(N.METRIC_PREDICTIONS, label="all predictions"),
+                p(N.METRIC_CANARY_ERRORS, label="canary errors"), p(N.METRIC_SHADOW_ERRORS, label="shadow errors")]),
             cloudwatch.AlarmStatusWidget(title="Alarms", width=12, alarms=self.all_alarms),
         )
         self.dashboard = board
@@ -175,14 +176,11 @@ class Operations(Construct):
 
     def _canary_evaluation(self, storage, serving, retraining, topic: sns.ITopic) -> lambda_.Function:
         ctx = self.node.try_get_context
-        env = {"MODELS_TABLE": storage.models_table.table_name, **serving.archive_env,
-               "POWERTOOLS_SERVICE_NAME": CANARY_SERVICE, "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
-               "POWERTOOLS_LOG_LEVEL": "INFO",
+        env = {N.MODELS_TABLE: storage.models_table.table_name, **serving.archive_env,
+               **powertools_env(N.CANARY_SERVICE),
                # finishing a promotion's canary (driftstack.usecases.promotion): same settings as the promote step
-               **retraining.promotion_env}
-        for name in CanaryCriteria.__dataclass_fields__:
-            if ctx(f"canary_{name}") is not None:
-                env[f"CANARY_{name.upper()}"] = str(ctx(f"canary_{name}"))
+               **retraining.promotion_env,
+               **thresholds_env(ctx, CanaryCriteria, N.CANARY_PREFIX)}
         fn = lambda_.Function(
             self, "CanaryEval", code=lambda_.Code.from_asset(str(FUNCTIONS / "canary_eval"), exclude=NO_BYTECODE),
             handler="app.handler", runtime=lambda_.Runtime.PYTHON_3_12, architecture=lambda_.Architecture.X86_64,
@@ -194,7 +192,7 @@ class Operations(Construct):
         serving.grant_archiving(fn)
         # read + write the decision records (exact actions: never a delete, no action wildcard)
         fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"],
-                                                  resources=[storage.bucket.arn_for_objects("decisions/*")]))
+                                                  resources=[storage.bucket.arn_for_objects(f"{N.S3_DECISIONS}*")]))
         retraining.history_table.grant(fn, "dynamodb:PutItem")
         fn.add_to_role_policy(iam.PolicyStatement(
             actions=["events:PutEvents"],

@@ -31,10 +31,13 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from driftstack.contract import names as N
+from driftstack.domain.decision import Criteria
+from driftstack_cdk.function_env import powertools_env, thresholds_env
+
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
-CRITERIA = ("min_rmse_improvement", "max_latency_increase", "latency_noise_floor_ms", "require_validation",
-            "require_parity", "min_holdout_rows")
+EMR_SETTINGS = (N.EMR_APPLICATION_ID, N.EMR_EXECUTION_ROLE_ARN, N.EMR_ENTRY_POINT, N.EMR_PY_FILES, N.EMR_LOG_URI)
 LAMBDA_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
                  "Lambda.TooManyRequestsException"]
 
@@ -59,32 +62,29 @@ class Retraining(Construct):
 
         # what finishing a promotion needs (driftstack.usecases.promotion): shared with the canary evaluation
         self.promotion_env = {
-            "HISTORY_TABLE": self.history_table.table_name, "TOPIC_ARN": self.topic.topic_arn,
-            "TRAINING_BACKEND": backend, "EVENT_BUS_NAME": "default",
-            "RETRAIN_MLFLOW": _json_ctx(ctx("retrain_mlflow")),
+            N.HISTORY_TABLE: self.history_table.table_name, N.TOPIC_ARN: self.topic.topic_arn,
+            N.TRAINING_BACKEND: backend, N.EVENT_BUS_NAME: "default",
+            N.RETRAIN_MLFLOW: _json_ctx(ctx("retrain_mlflow")),
         }
         if backend == "local":
-            self.promotion_env.update({"LOCAL_TRAINING_PYTHON": str(ctx("local_python") or sys.executable),
-                                       "LOCAL_TRAINING_REPO": str(ctx("local_repo") or ROOT)})
+            self.promotion_env.update({N.LOCAL_TRAINING_PYTHON: str(ctx("local_python") or sys.executable),
+                                       N.LOCAL_TRAINING_REPO: str(ctx("local_repo") or ROOT)})
+        training_minutes = float(ctx("training_timeout_minutes") or N.DEFAULT_TRAINING_TIMEOUT_MINUTES)
         env = {
             **archive_env,   # where the request archive and its aggregates live (the prepare step)
-            "ARTIFACT_BUCKET": bucket.bucket_name, "MODELS_TABLE": models.table_name, **self.promotion_env,
-            "TRAINING_TIMEOUT_SECONDS": str(int(float(ctx("training_timeout_minutes") or 60) * 60)),
-            "RETRAIN_TRAINING_DEFAULTS": _json_ctx(ctx("retrain_training")),
-            "RETRAIN_DATA_DEFAULTS": _json_ctx(ctx("retrain_data")),
-            "DECISION_REQUIRE_APPROVAL": "true" if approval else "false",
-            "POWERTOOLS_SERVICE_NAME": "driftstack-retrain", "POWERTOOLS_LOG_LEVEL": "INFO",
+            N.ARTIFACT_BUCKET: bucket.bucket_name, N.MODELS_TABLE: models.table_name, **self.promotion_env,
+            N.TRAINING_TIMEOUT_SECONDS: str(int(training_minutes * 60)),
+            N.RETRAIN_TRAINING_DEFAULTS: _json_ctx(ctx("retrain_training")),
+            N.RETRAIN_DATA_DEFAULTS: _json_ctx(ctx("retrain_data")),
+            N.DECISION_REQUIRE_APPROVAL: "true" if approval else "false",
+            **powertools_env(N.RETRAIN_SERVICE, metrics=False),
+            # require_approval comes from the approval knob above
+            **thresholds_env(ctx, Criteria, N.DECISION_PREFIX, skip=("require_approval",)),
         }
         if ctx("promote_canary_share"):  # issue 9: promote = start a canary (see driftstack_cdk/operations.py)
-            env["PROMOTE_CANARY_SHARE"] = str(ctx("promote_canary_share"))
-        for c in CRITERIA:
-            if ctx(f"decision_{c}") is not None:
-                env[f"DECISION_{c.upper()}"] = str(ctx(f"decision_{c}"))
+            env[N.PROMOTE_CANARY_SHARE] = str(ctx("promote_canary_share"))
         if backend != "local":
-            for k in ("emr_application_id", "emr_execution_role_arn", "emr_entry_point", "emr_py_files",
-                      "emr_log_uri"):
-                if ctx(k):
-                    env[k.upper()] = str(ctx(k))
+            env.update({k: str(ctx(k.lower())) for k in EMR_SETTINGS if ctx(k.lower())})
         code = lambda_.Code.from_asset(str(FUNCTIONS / "retrain"))
 
         def fn(name: str, handler: str, *, timeout: int = 60, memory: int = 512) -> lambda_.Function:
@@ -110,14 +110,14 @@ class Retraining(Construct):
         # Least privilege: every function gets exactly the prefixes/tables/APIs it uses.
         for name, func in f.items():
             if name != "notify":
-                bucket.grant_read(func, "decisions/*")  # read + put: no function deletes a record
-                bucket.grant_put(func, "decisions/*")
+                bucket.grant_read(func, f"{N.S3_DECISIONS}*")  # read + put: no function deletes a record
+                bucket.grant_put(func, f"{N.S3_DECISIONS}*")
                 self.history_table.grant(func, "dynamodb:PutItem")
-        bucket.grant_read(f["prepare"], "aggregates/*")   # counts only: the Spark job reads the archive
-        bucket.grant_put(f["prepare"], "retrain/*")
+        bucket.grant_read(f["prepare"], f"{N.S3_AGGREGATES}*")   # counts only: the Spark job reads the archive
+        bucket.grant_put(f["prepare"], f"{N.S3_RETRAIN}*")
         models.grant(f["prepare"], "dynamodb:GetItem")
         for name in ("start", "poll", "evaluate", "failure"):
-            bucket.grant_read(f[name], "retrain/*")
+            bucket.grant_read(f[name], f"{N.S3_RETRAIN}*")
         models.grant(f["promote"], "dynamodb:PutItem", "dynamodb:GetItem")
         f["promote"].add_to_role_policy(iam.PolicyStatement(
             actions=["events:PutEvents"],
@@ -195,7 +195,7 @@ class Retraining(Construct):
         self.state_machine = sfn.StateMachine(
             self, "RetrainAndCompare", definition_body=sfn.DefinitionBody.from_chainable(definition),
             state_machine_name=f"{Stack.of(self).stack_name}-retrain-and-compare", tracing_enabled=True,
-            timeout=Duration.minutes(float(ctx("training_timeout_minutes") or 60) + 30
+            timeout=Duration.minutes(training_minutes + 30
                                      + (float(ctx("approval_timeout_hours") or 24) * 60 if approval else 0)),
             comment="driftstack: retrain a challenger, compare it with the champion, promote only a better one")
 

@@ -19,12 +19,15 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from driftstack.contract import names as N
+from driftstack.contract.api import DEFAULT_BATCH_LIMIT
+from driftstack.domain.drift import DriftConfig
+from driftstack_cdk.function_env import powertools_env
+
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ROOT / "build" / "layers"
 FUNCTIONS = ROOT / "functions"
-ARCHIVE_PREFIX, FEEDBACK_PREFIX, MODELS_PREFIX = "requests/", "feedback/", "models/"
-AGGREGATES_PREFIX, SPILL_PREFIX = "aggregates/", "log-spill/"
-ARCHIVE_PREFIXES = (ARCHIVE_PREFIX, FEEDBACK_PREFIX, AGGREGATES_PREFIX, SPILL_PREFIX)
+ARCHIVE_PREFIXES = (N.S3_REQUESTS, N.S3_FEEDBACK, N.S3_AGGREGATES, N.S3_LOG_SPILL)
 # Bytecode written by local test runs would change the asset hash (a needless redeploy) and can
 # vanish mid-fingerprint when another process imports the module.
 NO_BYTECODE = ["**/__pycache__", "**/*.pyc", ".build-stamp.json"]
@@ -33,8 +36,8 @@ NO_BYTECODE = ["**/__pycache__", "**/*.pyc", ".build-stamp.json"]
 def default_slot_minutes(*drift_minutes) -> int:
     """5-minute slots, or the largest divisor of 60 below that which the drift schedule and window
     (whole slots) allow: a 1-minute demo schedule gets 1-minute slots."""
-    given = [float(m) for m in drift_minutes if m is not None] or [60.0]
-    return next(s for s in (5, 4, 3, 2, 1) if all(m % s == 0 for m in given))
+    given = [float(m) for m in drift_minutes if m is not None] or [DriftConfig().period_minutes]
+    return next(s for s in range(N.DEFAULT_SLOT_MINUTES, 0, -1) if all(m % s == 0 for m in given))
 
 
 def _layer_dir(name: str) -> str:
@@ -76,11 +79,11 @@ class Serving(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5, queue=self.log_dlq))
         self.archive_env = {
-            "ARTIFACT_BUCKET": storage.bucket.bucket_name,
-            "LOG_QUEUE_URL": self.log_queue.queue_url,
-            "ARCHIVE_PREFIX": ARCHIVE_PREFIX, "FEEDBACK_PREFIX": FEEDBACK_PREFIX,
-            "AGGREGATES_PREFIX": AGGREGATES_PREFIX, "LOG_SPILL_PREFIX": SPILL_PREFIX,
-            "ARCHIVE_SLOT_MINUTES": str(slot),
+            N.ARTIFACT_BUCKET: storage.bucket.bucket_name,
+            N.LOG_QUEUE_URL: self.log_queue.queue_url,
+            N.ARCHIVE_PREFIX: N.S3_REQUESTS, N.FEEDBACK_PREFIX: N.S3_FEEDBACK,
+            N.AGGREGATES_PREFIX: N.S3_AGGREGATES, N.LOG_SPILL_PREFIX: N.S3_LOG_SPILL,
+            N.ARCHIVE_SLOT_MINUTES: str(slot),
         }
         self._storage = storage
 
@@ -94,17 +97,15 @@ class Serving(Construct):
             compatible_runtimes=[lambda_.Runtime.PYTHON_3_12], description="the driftstack package")
 
         env = {
-            "MODELS_TABLE": storage.models_table.table_name,
+            N.MODELS_TABLE: storage.models_table.table_name,
             **self.archive_env,
-            "MODEL_REFRESH_SECONDS": str(ctx("model_refresh_seconds") or 30),
-            "BATCH_LIMIT": str(ctx("batch_limit") or 1000),
-            "FEEDBACK_MAX_AGE_DAYS": str(ctx("feedback_max_age_days") or 30),
+            N.MODEL_REFRESH_SECONDS: str(ctx("model_refresh_seconds") or N.DEFAULT_MODEL_REFRESH_SECONDS),
+            N.BATCH_LIMIT: str(ctx("batch_limit") or DEFAULT_BATCH_LIMIT),
+            N.FEEDBACK_MAX_AGE_DAYS: str(ctx("feedback_max_age_days") or N.DEFAULT_FEEDBACK_MAX_AGE_DAYS),
             # per try of the log queue write (two tries, then the S3 spill): keep 4x it under the timeout
-            "LOG_TIMEOUT_SECONDS": str(ctx("request_log_timeout_seconds") or 2),
-            "POWERTOOLS_METRICS_NAMESPACE": "driftstack",
-            "POWERTOOLS_LOG_LEVEL": "INFO",
+            N.LOG_TIMEOUT_SECONDS: str(ctx("request_log_timeout_seconds") or N.DEFAULT_LOG_TIMEOUT_SECONDS),
             # share of invocations that also log DEBUG lines (the per-prediction "predicted" line)
-            "POWERTOOLS_LOGGER_SAMPLE_RATE": str(ctx("log_sample_rate") or 0.1),
+            N.POWERTOOLS_LOGGER_SAMPLE_RATE: str(ctx("log_sample_rate") or N.DEFAULT_LOG_SAMPLE_RATE),
         }
         self.layers = [deps, shared]  # reused by the monitoring/retraining functions
         common = dict(runtime=lambda_.Runtime.PYTHON_3_12, architecture=lambda_.Architecture.X86_64,
@@ -113,12 +114,12 @@ class Serving(Construct):
         self.predict_fn = lambda_.Function(
             self, "Predict", code=lambda_.Code.from_asset(str(FUNCTIONS / "predict"), exclude=NO_BYTECODE),
             memory_size=int(ctx("predict_memory_mb") or 1024), timeout=Duration.seconds(15),
-            environment={**env, "POWERTOOLS_SERVICE_NAME": "driftstack-predict"},
+            environment={**env, **powertools_env(N.PREDICT_SERVICE)},
             description="driftstack prediction API", **common)
         self.archiver_fn = lambda_.Function(
             self, "LogArchiver", code=lambda_.Code.from_asset(str(FUNCTIONS / "log_archiver"), exclude=NO_BYTECODE),
             memory_size=1024, timeout=Duration.seconds(300),
-            environment={**env, "POWERTOOLS_SERVICE_NAME": "driftstack-log-archiver"},
+            environment={**env, **powertools_env(N.LOG_ARCHIVER_SERVICE)},
             description="request log queue -> batched S3 archive + per-slot aggregates", **common)
         archive_minutes = int(ctx("archive_schedule_minutes") or 5)
         self.archive_rule = events.Rule(
@@ -128,8 +129,8 @@ class Serving(Construct):
 
         # Least privilege.
         storage.models_table.grant(self.predict_fn, "dynamodb:GetItem")          # champion pointer
-        storage.bucket.grant_read(self.predict_fn, f"{MODELS_PREFIX}*")           # artifacts
-        storage.bucket.grant_put(self.predict_fn, f"{SPILL_PREFIX}*")             # the log's fallback
+        storage.bucket.grant_read(self.predict_fn, f"{N.S3_MODELS}*")             # artifacts
+        storage.bucket.grant_put(self.predict_fn, f"{N.S3_LOG_SPILL}*")           # the log's fallback
         self.log_queue.grant_send_messages(self.predict_fn)
         self.grant_archiving(self.archiver_fn)
 
@@ -160,12 +161,12 @@ class Serving(Construct):
             metric=self.log_dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
             threshold=0, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
-        for name, what in (("ModelLoadFailures", "a new champion was refused; the previous model keeps serving"),
-                           ("RequestLogSpills", "request-log writes spilled to S3 (the log queue failed)")):
+        for name, what in ((N.METRIC_MODEL_LOAD_FAILURES, "a new champion was refused; the previous model keeps serving"),
+                           (N.METRIC_REQUEST_LOG_SPILLS, "request-log writes spilled to S3 (the log queue failed)")):
             cloudwatch.Alarm(
                 self, f"{name}Alarm", alarm_description=what,
-                metric=cloudwatch.Metric(namespace="driftstack", metric_name=name, statistic="Sum",
-                                         dimensions_map={"service": "driftstack-predict"},
+                metric=cloudwatch.Metric(namespace=N.NAMESPACE, metric_name=name, statistic="Sum",
+                                         dimensions_map={"service": N.PREDICT_SERVICE},
                                          period=Duration.minutes(5)),
                 threshold=0, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
@@ -189,5 +190,5 @@ class Serving(Construct):
         for prefix in ARCHIVE_PREFIXES:
             bucket.grant_read(fn, f"{prefix}*")
             bucket.grant_put(fn, f"{prefix}*")
-        bucket.grant_delete(fn, f"{SPILL_PREFIX}*")
-        bucket.grant_read(fn, f"{MODELS_PREFIX}*")
+        bucket.grant_delete(fn, f"{N.S3_LOG_SPILL}*")
+        bucket.grant_read(fn, f"{N.S3_MODELS}*")

@@ -32,10 +32,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from driftstack.contract import names as N
+
 REQUESTS = "requests"
 FEEDBACK = "feedback"
 AGGREGATES = "aggregates"
-DEFAULT_SLOT_MINUTES = 5
+DEFAULT_SLOT_MINUTES = N.DEFAULT_SLOT_MINUTES
 _MERGE_ATTEMPTS = 8
 
 
@@ -89,10 +91,10 @@ class Layout:
     """Where the archive lives. ``slot_minutes`` must divide 60 (slots never straddle an hour)."""
 
     bucket: str
-    requests_prefix: str = "requests/"
-    feedback_prefix: str = "feedback/"
-    aggregates_prefix: str = "aggregates/"
-    spill_prefix: str = "log-spill/"       # the hot path's fallback when the queue refuses a record
+    requests_prefix: str = N.S3_REQUESTS
+    feedback_prefix: str = N.S3_FEEDBACK
+    aggregates_prefix: str = N.S3_AGGREGATES
+    spill_prefix: str = N.S3_LOG_SPILL     # the hot path's fallback when the queue refuses a record
     slot_minutes: int = DEFAULT_SLOT_MINUTES
 
     def __post_init__(self):
@@ -101,14 +103,16 @@ class Layout:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Layout:
+        """Deprecated: functions read driftstack.settings.ArchiveSettings(...).layout(); kept while
+        callers outside the functions move over."""
         env = os.environ if env is None else env
-        if not env.get("ARTIFACT_BUCKET"):
-            raise ValueError("ARTIFACT_BUCKET is not set: the archive has no bucket")
-        return cls(bucket=env["ARTIFACT_BUCKET"], requests_prefix=env.get("ARCHIVE_PREFIX") or "requests/",
-                   feedback_prefix=env.get("FEEDBACK_PREFIX") or "feedback/",
-                   aggregates_prefix=env.get("AGGREGATES_PREFIX") or "aggregates/",
-                   spill_prefix=env.get("LOG_SPILL_PREFIX") or "log-spill/",
-                   slot_minutes=int(env.get("ARCHIVE_SLOT_MINUTES") or DEFAULT_SLOT_MINUTES))
+        if not env.get(N.ARTIFACT_BUCKET):
+            raise ValueError(f"{N.ARTIFACT_BUCKET} is not set: the archive has no bucket")
+        return cls(bucket=env[N.ARTIFACT_BUCKET], requests_prefix=env.get(N.ARCHIVE_PREFIX) or N.S3_REQUESTS,
+                   feedback_prefix=env.get(N.FEEDBACK_PREFIX) or N.S3_FEEDBACK,
+                   aggregates_prefix=env.get(N.AGGREGATES_PREFIX) or N.S3_AGGREGATES,
+                   spill_prefix=env.get(N.LOG_SPILL_PREFIX) or N.S3_LOG_SPILL,
+                   slot_minutes=int(env.get(N.ARCHIVE_SLOT_MINUTES) or DEFAULT_SLOT_MINUTES))
 
     def prefix(self, kind: str) -> str:
         return {REQUESTS: self.requests_prefix, FEEDBACK: self.feedback_prefix,

@@ -27,6 +27,7 @@ from datetime import timedelta
 from typing import Any
 
 from driftstack.adapters import archive as A
+from driftstack.contract import names as N
 
 MESSAGE_VERSION = 2
 KINDS = (A.REQUESTS, A.FEEDBACK)
@@ -147,7 +148,7 @@ class RequestLog:
             raise LogUnavailable(f"request log unavailable ({queue_error}; spill to S3: {_describe(exc)})") from exc
         result.spilled += len(chunk)
         result.errors.append(queue_error)
-        self._emit("RequestLogSpills", len(chunk))
+        self._emit(N.METRIC_REQUEST_LOG_SPILLS, len(chunk))
         if self._log:
             self._log.warning("request log spilled to S3", extra={"error": queue_error, "key": key,
                                                                   "records": len(chunk)})

@@ -45,7 +45,7 @@ class _MappingEnvSource(EnvSettingsSource):
 
 
 class EnvSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_ignore_empty=True,
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_ignore_empty=True, validate_default=True,
                                       validate_by_name=True, validate_by_alias=True)
 
     @classmethod

@@ -56,14 +56,14 @@ class DriftCheckSettings(ArchiveSettings):
     history_table: str = env(N.HISTORY_TABLE, min_length=1)
     state_machine_arn: str = env(N.STATE_MACHINE_ARN, min_length=1)
     log_queue_url: str = env(N.LOG_QUEUE_URL, min_length=1)
-    retrain_cooldown_minutes: float = env(N.RETRAIN_COOLDOWN_MINUTES, N.DEFAULT_RETRAIN_COOLDOWN_MINUTES, ge=0)
+    retrain_cooldown_minutes: float = env(N.RETRAIN_COOLDOWN_MINUTES, 0.0, ge=0)
     drift: DriftThresholds    # DRIFT_*; .build(event overrides) -> DriftConfig
 
 class TrainingBackendSettings(EnvSettings):
     """driftstack.adapters.training_backend: a host process (LocalStack) or EMR Serverless (AWS)."""
 
     training_backend: Literal["local", "emr-serverless"] = env(N.TRAINING_BACKEND, "local")
-    training_timeout_seconds: float = env(N.TRAINING_TIMEOUT_SECONDS, N.DEFAULT_TRAINING_TIMEOUT_SECONDS, gt=0)
+    training_timeout_seconds: float = env(N.TRAINING_TIMEOUT_SECONDS, 1800.0, gt=0)
     local_training_python: str | None = env(N.LOCAL_TRAINING_PYTHON, None)
     local_training_repo: str | None = env(N.LOCAL_TRAINING_REPO, None)
     local_training_log_dir: str | None = env(N.LOCAL_TRAINING_LOG_DIR, None)

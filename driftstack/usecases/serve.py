@@ -25,6 +25,7 @@ from driftstack.adapters import rollout as ro
 from driftstack.adapters.model_loader import LoadedModel, ModelManager
 from driftstack.adapters.request_log import LogSettings, LogUnavailable, RequestLog, UnknownRequest, iso, make_record, \
     new_request_id, utc_now
+from driftstack.contract import names as N
 from driftstack.domain import encoding
 
 __all__ = ["Serving", "Served", "Unavailable", "UnknownRequest"]
@@ -128,10 +129,10 @@ class Serving:
                 if not ro.finite(preds):
                     raise ValueError("non-finite prediction")
                 extra["model_ms"] = _elapsed_ms(t0)
-                self._count("CanaryRequests")
+                self._count(N.METRIC_CANARY_REQUESTS)
                 return preds, active.model, extra
             except Exception as exc:  # noqa: BLE001 - any candidate failure: the champion answers instead
-                self._count("CanaryErrors")
+                self._count(N.METRIC_CANARY_ERRORS)
                 extra["candidate_error"] = _error_text(exc)
         elif active.mode == ro.CANARY:
             extra["arm"] = "incumbent"
@@ -149,7 +150,7 @@ class Serving:
             if len(preds) != n:
                 raise ValueError(f"{len(preds)} predictions for {n} rows")
         except Exception as exc:  # noqa: BLE001 - the shadow must never fail the request
-            self._count("ShadowErrors")
+            self._count(N.METRIC_SHADOW_ERRORS)
             return [{"shadow_version": version, "shadow_error": _error_text(exc)}] * n
         ms = _elapsed_ms(t0)  # no per-request metric: add_metric costs ~10 µs
         # non-finite values are logged as an error: DynamoDB cannot store NaN

@@ -14,7 +14,8 @@ sys.path.insert(0, str(ROOT / "cdk"))
 cdk = pytest.importorskip("aws_cdk")
 from aws_cdk.assertions import Match, Template  # noqa: E402
 
-from driftstack.adapters import archive  # noqa: E402
+from driftstack.settings import (ArchiveSettings, CanaryEvalSettings, DriftCheckSettings,  # noqa: E402
+                                 LogArchiverSettings, PredictSettings, RetrainSettings)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_functions_python312_with_both_layers_and_the_archive_layout(template):
         assert len(props["Layers"]) == 2
         env = props["Environment"]["Variables"]
         assert {"MODELS_TABLE", "LOG_QUEUE_URL", "ARTIFACT_BUCKET", "ARCHIVE_SLOT_MINUTES"} <= set(env)
-        assert archive.Layout.from_env({k: v if isinstance(v, str) else "b" for k, v in env.items()}).slot_minutes == 5
+        assert ArchiveSettings.from_env(_resolved(env)).layout().slot_minutes == 5
         assert props["TracingConfig"] == {"Mode": "Active"}
 
 
@@ -88,3 +89,35 @@ def test_alarms_on_dlq_and_serving_metrics(template):
     alarms = [a["Properties"] for a in template.find_resources("AWS::CloudWatch::Alarm").values()]
     names = {a.get("MetricName") for a in alarms}
     assert {"ApproximateNumberOfMessagesVisible", "ModelLoadFailures", "RequestLogSpills"} <= names
+
+
+def _resolved(env: dict) -> dict:
+    """A function's environment with CloudFormation references (tables, queues, ARNs) as placeholders."""
+    return {k: v if isinstance(v, str) else "resolved-at-deploy" for k, v in env.items()}
+
+
+SETTINGS_OF = {"Predict": PredictSettings, "LogArchiver": LogArchiverSettings, "DriftCheck": DriftCheckSettings,
+               "CanaryEval": CanaryEvalSettings}
+
+
+def test_every_function_environment_is_read_by_its_settings_model(cdk_stack):
+    """The CDK app and the functions agree on names and values: each function's synthesized
+    environment parses with the function's settings model (unknown DRIFT_/DECISION_/CANARY_ refused)."""
+    t = Template.from_stack(cdk_stack(drift_psi_threshold="0.3", decision_min_rmse_improvement="0.7",
+                                      canary_max_latency_ratio="2", promote_canary_share="0.2")[1])
+    checked = set()
+    for logical_id, res in t.find_resources("AWS::Lambda::Function").items():
+        props = res["Properties"]
+        if not str(props.get("Handler", "")).startswith("app."):
+            continue  # CDK's own helper functions
+        model = next((m for prefix, m in SETTINGS_OF.items() if prefix in logical_id), RetrainSettings)
+        settings = model.from_env(_resolved(props["Environment"]["Variables"]))
+        checked.add(model.__name__)
+        if model is DriftCheckSettings:
+            assert settings.drift.build().psi_threshold == 0.3
+        if model is RetrainSettings:
+            assert settings.decision.build().min_rmse_improvement == 0.7 and settings.promote_canary_share == 0.2
+        if model is CanaryEvalSettings:
+            assert settings.canary.build().max_latency_ratio == 2.0
+    assert checked == {"PredictSettings", "LogArchiverSettings", "DriftCheckSettings", "CanaryEvalSettings",
+                       "RetrainSettings"}
