@@ -37,6 +37,7 @@ import numpy as np
 from driftstack.contract import features as F
 from driftstack.adapters import registry
 from driftstack.adapters.training_backend import FAILED, RUNNING, SUCCEEDED, write_status
+from driftstack.contract.documents import MalformedDocument, RetrainSpec, TrainingResult, dump, load
 
 DEFAULTS = {"holdout_fraction": 0.3, "reference_rows": 100_000, "min_train_rows": 300, "latency_runs": 400,
             "latency_rounds": 3, "parity_rows": 10_000, "parity_tolerance": 1e-3}
@@ -272,19 +273,26 @@ def run_spec(spec_uri: str) -> int:
     """Load the spec, run, write status/result; exit code 0 on success, 1 on failure."""
     s3 = _s3()
     bucket, key = split_uri(spec_uri)
-    spec = json.loads(_get(s3, bucket, key))
+    raw = json.loads(_get(s3, bucket, key))
+    try:
+        spec = dump(load(RetrainSpec, raw, spec_uri))
+    except MalformedDocument as exc:  # report it where the poll step looks, if the spec says where
+        print(exc, file=sys.stderr, flush=True)
+        if isinstance(raw, dict) and isinstance(raw.get("status_key"), str):
+            write_status(s3, bucket, raw["status_key"], FAILED, pid=os.getpid(), error=str(exc)[:1500])
+        return 1
     status_key, result_key = spec["status_key"], spec["result_key"]
     started = time.time()
     write_status(s3, bucket, status_key, RUNNING, pid=os.getpid(), started_at=started)
     try:
-        result = run(spec, s3)
+        result = dump(TrainingResult.model_validate(run(spec, s3)))   # what the evaluate step will validate
     except BaseException as exc:  # noqa: BLE001 - every failure must be reported, then re-raised as exit 1
         tb = traceback.format_exc()
         print(tb, file=sys.stderr, flush=True)
         write_status(s3, bucket, status_key, FAILED, pid=os.getpid(), started_at=started,
                      error=f"{type(exc).__name__}: {str(exc)[:1500]}", traceback=tb[-4000:])
         return 1
-    s3.put_object(Bucket=bucket, Key=result_key, Body=json.dumps(result, indent=2, default=str).encode(),
+    s3.put_object(Bucket=bucket, Key=result_key, Body=json.dumps(result, indent=2).encode(),
                   ContentType="application/json")
     write_status(s3, bucket, status_key, SUCCEEDED, pid=os.getpid(), started_at=started, result_key=result_key,
                  seconds=round(time.time() - started, 1))

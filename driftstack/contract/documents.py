@@ -42,8 +42,9 @@ class _Step(BaseModel):
 
 
 def dump(doc: BaseModel) -> dict[str, Any]:
-    """What goes over the wire: JSON types, only the fields that were set (shapes stay compatible)."""
-    return doc.model_dump(mode="json", exclude_unset=True)
+    """What goes over the wire: JSON types, only the fields that were set (shapes stay compatible);
+    an extra value JSON cannot hold is written as its string (as ``json.dumps(default=str)`` did)."""
+    return doc.model_dump(mode="json", exclude_unset=True, fallback=str)
 
 
 class MalformedDocument(ValueError):

@@ -55,6 +55,12 @@ class PromotionOptions:
     backend: TB.BackendConfig = TB.BackendConfig()
 
     @classmethod
+    def from_settings(cls, s) -> PromotionOptions:
+        """From a function's settings model (driftstack.settings.RetrainSettings: not imported, it sits above)."""
+        return cls(topic_arn=s.topic_arn, event_bus_name=s.event_bus_name or "default", mlflow=s.mlflow,
+                   alias_timeout_seconds=s.alias_timeout_seconds, backend=TB.BackendConfig(**s.backend.model_dump()))
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PromotionOptions:
         env = os.environ if env is None else env
         return cls(topic_arn=env.get("TOPIC_ARN") or None, event_bus_name=env.get("EVENT_BUS_NAME") or "default",

@@ -52,6 +52,15 @@ class RetrainOptions:
     promote_canary_share: float = 0.0
     backend: TB.BackendConfig = TB.BackendConfig()   # what the training backends need (LOCAL_TRAINING_*, EMR_*)
 
+    @classmethod
+    def from_settings(cls, s) -> RetrainOptions:
+        """From driftstack.settings.RetrainSettings (not imported: settings sit above the use cases)."""
+        backend = TB.BackendConfig(**s.backend.model_dump())
+        return cls(bucket=s.artifact_bucket, training_backend=backend.training_backend,
+                   training_timeout_seconds=backend.training_timeout_seconds, data_defaults=s.data_defaults,
+                   training_defaults=s.training_defaults, mlflow=s.mlflow, criteria=s.decision.build(),
+                   promote_canary_share=s.promote_canary_share, backend=backend)
+
 
 class Retraining:
     """The steps of one run, for one Lambda invocation.  ``s3``, ``history`` (table), ``models``
