@@ -31,7 +31,7 @@ canary at least ``min_minutes`` old) → ``complete``; not enough traffic after 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,8 @@ COMPLETE, ROLLBACK, WAIT = "complete", "rollback", "wait"
 
 @dataclass(frozen=True)
 class CanaryCriteria:
+    """Read from CANARY_<FIELD> by driftstack.settings.CanaryEvalSettings (event overrides: ``.canary.build``)."""
+
     min_requests: int = 100           # per arm, before any verdict except max_minutes
     max_error_rate: float = 0.01      # candidate failures / candidate requests
     max_latency_ratio: float = 3.0    # candidate p95 model_ms / incumbent p95 model_ms
@@ -52,23 +54,6 @@ class CanaryCriteria:
     min_feedback: int = 30            # per arm, for the RMSE signal
     min_minutes: float = 0.0          # never complete a younger canary
     max_minutes: float = 1440.0       # roll back a canary that never gathered enough traffic
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], **overrides: Any) -> CanaryCriteria:
-        """CANARY_<FIELD> environment variables, then explicit overrides (e.g. from an event)."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = overrides.get(f.name, env.get(f"CANARY_{f.name.upper()}"))
-            if raw is None:
-                continue
-            try:
-                values[f.name] = int(raw) if f.type in ("int", int) else float(raw)
-            except (TypeError, ValueError):
-                raise ValueError(f"canary criterion {f.name}: expected a number, got {raw!r}") from None
-        unknown = set(overrides) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown canary criteria: {', '.join(sorted(unknown))}")
-        return cls(**values)
 
 
 def _p95(values: list[float]) -> float | None:

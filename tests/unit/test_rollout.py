@@ -317,15 +317,6 @@ def test_scheduler_stalls_in_the_tail_alone_are_not_a_breach():
     assert doc["outcome"] == canary.COMPLETE
 
 
-def test_criteria_from_env_and_overrides():
-    c = canary.CanaryCriteria.from_env({"CANARY_MIN_REQUESTS": "7"}, max_latency_ratio="2.5")
-    assert (c.min_requests, c.max_latency_ratio) == (7, 2.5)
-    with pytest.raises(ValueError, match="max_error_rate"):
-        canary.CanaryCriteria.from_env({}, max_error_rate="lots")
-    with pytest.raises(ValueError, match="unknown canary criteria: bogus"):
-        canary.CanaryCriteria.from_env({}, bogus=1)
-
-
 def test_shadow_comparison_agreement_and_feedback_error():
     recs = [{"prediction": 10.0 + i, "shadow_prediction": 10.5 + i, "actual_fare": 10.0 + i + (1 if i % 2 else -1)}
             for i in range(40)]

@@ -83,6 +83,10 @@ def test_canary_eval_settings():
     s = CanaryEvalSettings.from_env({**BASE, "CANARY_MIN_REQUESTS": "7"})
     assert s.canary.build({"max_latency_ratio": "2.5"}) == CanaryCriteria(min_requests=7, max_latency_ratio=2.5)
     assert CanaryEvalSettings.from_env({k: v for k, v in BASE.items() if k != "HISTORY_TABLE"}).history_table is None
+    with pytest.raises(SettingsError, match="max_error_rate='lots'"):
+        s.canary.build({"max_error_rate": "lots"})
+    with pytest.raises(SettingsError, match="bogus"):
+        s.canary.build({"bogus": 1})
 
 
 def test_reads_os_environ_by_default(monkeypatch):
