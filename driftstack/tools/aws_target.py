@@ -12,7 +12,8 @@ boto3 calls and HTTP calls never talk to different hosts.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -89,6 +90,18 @@ class Target:
         region = self.region or (LOCALSTACK_REGION if self.is_local else None)
         if region:
             env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = region
+
+
+@contextmanager
+def environment_restored() -> Iterator[None]:
+    """Give os.environ back as it was: :meth:`Target.export` changes it for one command, and a
+    command run in-process (tests, a notebook) must not send the next one elsewhere."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def localstack_url_from_state() -> str | None:

@@ -80,3 +80,18 @@ def test_on_aws_the_outputs_come_from_cloudformation(monkeypatch):
     monkeypatch.setattr(Target, "client", lambda self, service: FakeCfn(None))
     with pytest.raises(api_client.StackNotDeployed, match="`driftstack deploy`"):
         api_client.deployed_outputs(Target(), "S")
+
+
+def test_a_command_leaves_the_environment_as_it_found_it(monkeypatch, tmp_path):
+    import os
+
+    from click.testing import CliRunner
+
+    from driftstack.tools.cli import cli
+
+    monkeypatch.setenv("DRIFTSTACK_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(api_client, "STATE_DIR", tmp_path)
+    before = dict(os.environ)
+    result = CliRunner().invoke(cli, ["--endpoint-url", "http://127.0.0.1:9", "--profile", "p", "decisions"])
+    assert result.exit_code == 3  # no stack outputs: deploy first
+    assert dict(os.environ) == before

@@ -57,8 +57,7 @@ def explain(exc: BaseException, target=None, stack: str = "Driftstack") -> CliEr
     local = target is not None and target.is_local
     if isinstance(exc, (StackNotDeployed, LocalStackHostError)):
         return NotReady(str(exc))
-    if isinstance(exc, (be.EndpointConnectionError, be.ConnectTimeoutError, be.ConnectionClosedError,
-                        be.ReadTimeoutError, requests.ConnectionError, requests.Timeout)):
+    if isinstance(exc, (be.ConnectionError, be.ReadTimeoutError, requests.ConnectionError, requests.Timeout)):
         if local:
             return NotReady(f"LocalStack is not reachable at {target.endpoint_url} — start it with `driftstack up` "
                             "(or `make up`)")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import click
 
-from driftstack.tools.aws_target import Target, resolve
+from driftstack.tools.aws_target import Target, environment_restored, resolve
 from driftstack.tools.cli.errors import as_click_error
 from driftstack.tools.deploy import DEFAULT_STACK
 
@@ -105,5 +105,6 @@ def cli(ctx: click.Context, endpoint_url: str | None, profile: str | None, regio
     has run, else to AWS. Exit codes: 1 failed, 2 usage, 3 environment not ready.
     """
     state = State(resolve(endpoint_url, profile, region), stack, debug)
+    ctx.with_resource(environment_restored())  # for this command only
     state.target.export()  # code that builds its own clients (training job, CDK CLI) follows the target
     ctx.obj = state

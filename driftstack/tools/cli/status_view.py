@@ -34,7 +34,7 @@ def render_target(describe: str, target: dict, stack: dict) -> Table:
         rows.append(("LocalStack", f"{'healthy' if ls['healthy'] else 'not healthy'} (pid {ls['pid']}), "
                                    f"state {ls['state_dir']}"))
     for key in ("account", "identity", "region"):
-        if target.get(key):
+        if target.get(key) and str(target[key]) not in describe:
             rows.append((key, target[key]))
     style = "green" if stack["status"].endswith("_COMPLETE") and "ROLLBACK" not in stack["status"] else "bold red"
     rows += [("stack", stack["name"]), ("stack status", Text(stack["status"], style=style)),
@@ -100,7 +100,10 @@ def render_status(describe: str, doc: dict) -> list:
     parts: list = [render_target(describe, doc["target"], doc["stack"]),
                    render_serving(doc.get("health"), doc.get("model")), render_rollout(ops)]
     for key, render in (("drift_checks", render_checks), ("decisions", render_runs)):
-        value = ops.get(key)
-        parts.append(render(value) if isinstance(value, list) else _fields(key.replace("_", " "), [(key, value)]))
+        value, title = ops.get(key), key.replace("_", " ")
+        if isinstance(value, list):
+            parts.append(render(value) if value else Text(f"{title}: none yet", style="bold"))
+        else:
+            parts.append(_fields(title, [(title, value)]))
     parts += [render_traffic(ops.get("traffic")), render_alarms(ops.get("alarms"))]
     return parts
