@@ -160,3 +160,23 @@ def test_traffic_figures_come_from_the_predict_functions_metrics(stack):
     t = operations.collect(Target(), outputs)["traffic"]
     assert (t["requests"], t["validation_errors"], t["errors"]) == (42, 3, 0)
     assert (t["latency_ms_avg"], t["latency_ms_max"]) == (1.0, 1.5)
+
+
+
+def test_drift_check_runs_here_with_overrides(stack, monkeypatch):
+    from driftstack.usecases import drift_check
+
+    res = run("drift-check", "--local", "--no-persist")  # the toy champion has no reference profile
+    assert res.exit_code == 1 and "profile.json" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    seen = {}
+
+    def fake_check(*, cfg, now, layout, **_):
+        seen.update(cfg=cfg, now=now, slot=layout.slot_minutes)
+        return {"check_id": "c1", "status": "ok", "samples": 0}
+
+    monkeypatch.setattr(drift_check, "run_check", fake_check)
+    res = run("drift-check", "--local", "--no-persist", "--set", "window_minutes=60", "--at", "2026-12-01T10:00:00Z",
+              "--json")
+    assert res.exit_code == 0 and json.loads(res.output)["check_id"] == "c1", res.output
+    assert seen["cfg"].window_minutes == 60 and seen["now"] == "2026-12-01T10:00:00Z" and seen["slot"] == 5
+    assert run("watch", "checks", "--json").output.strip() == "[]"  # --no-persist wrote nothing
