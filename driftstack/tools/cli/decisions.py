@@ -41,7 +41,10 @@ def list_cmd(state: State, run_id: str | None, limit: int, as_json: bool) -> Non
     if run_id:
         return _show(state, run_id)
     records = decision_store.list_records(state.table("HistoryTableName"), limit)
-    echo_json(records) if as_json else console().print(render_runs(records))
+    if as_json:
+        echo_json(records)
+    else:
+        console().print(render_runs(records) if records else "no retraining decisions yet")
 
 
 @decisions.command("show")

@@ -80,9 +80,9 @@ def drift_check(state: State, at: str | None, overrides: dict[str, str], local: 
             echo_json(doc)
             return
         checks = drift_store.list_checks(state.table("HistoryTableName"), 10)
-        mine = [c for c in checks if c["check_id"] == doc.get("check_id")] or checks[:1]
+        mine = [c for c in checks if c["check_id"] == doc.get("check_id")] or [doc]  # not recorded: no champion
         console().print(render_checks(mine))
-        doc = mine[0] if mine else doc
+        doc = mine[0]
     if doc.get("report_uri"):
         click.echo(f"report: {doc['report_uri']}")
 

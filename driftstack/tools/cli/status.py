@@ -67,4 +67,6 @@ def status(state: State, recent: int, as_json: bool) -> None:
         return
     from driftstack.tools.cli.status_view import render_status
 
-    console().print(*render_status(state.target.describe(), doc))
+    out = console()
+    for part in render_status(state.target.describe(), doc):
+        out.print(part)

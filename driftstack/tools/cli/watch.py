@@ -45,4 +45,7 @@ def checks_cmd(state: State, limit: int, as_json: bool) -> None:
     from driftstack.tools.watch import render_checks
 
     checks = drift_store.list_checks(state.table("HistoryTableName"), limit)
-    echo_json(checks) if as_json else console().print(render_checks(checks))
+    if as_json:
+        echo_json(checks)
+    else:
+        console().print(render_checks(checks) if checks else "no drift checks yet")
