@@ -31,7 +31,9 @@ def train(argv: list[str], console: Console, log_path: Path | None = None) -> di
             if p.message.endswith(" ..."):  # a stage starts: the spinner says which, its end gets a line
                 status.update(f"{escape(p.message)} [dim]({p.seconds:.0f}s)[/]")
             else:
-                console.print(f"  [dim]{p.seconds:6.1f}s[/] {escape(p.message)}", highlight=False)
+                # One line each, cut to the terminal's width: the log file holds every line whole.
+                console.print(f"  [dim]{p.seconds:6.1f}s[/] {escape(p.message)}", highlight=False,
+                              no_wrap=True, overflow="ellipsis")
 
         run = run_training(argv, on_progress=show, log_path=log_path)
     if run.ok and run.result is not None:
