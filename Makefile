@@ -43,10 +43,10 @@ layers: setup     ## build the Lambda layers (layers/build.py)
 
 # The benchmarks that need no LocalStack and finish in about a minute; the others (scripts/bench_*.py:
 # datapath, localstack, loop, serving, train) start LocalStack or Spark: run them by hand (see their docstrings).
-bench: setup      ## run the quick standalone benchmarks (shadow overhead, drift computation); lists the others
+bench: setup      ## run the quick standalone benchmarks (drift computation, shadow overhead); lists the others
 	@for f in scripts/bench_*.py; do printf "  %-28s %s\n" "$$f" "$$(grep -m1 '"""' $$f | sed 's/.*"""//' | cut -c1-90)"; done
-	$(PY) scripts/bench_shadow.py
 	$(PY) scripts/bench_drift.py --no-localstack --repeat 2
+	$(PY) scripts/bench_shadow.py
 
 clean: down       ## remove state and build outputs (keeps the virtualenvs)
 	rm -rf .state build
