@@ -71,7 +71,7 @@ class ApiClient:
 
     @classmethod
     def from_stack(cls, endpoint: str | None = None, stack: str = DEFAULT_STACK,
-                   target: Target | None = None) -> "ApiClient":
+                   target: Target | None = None) -> ApiClient:
         """The client of ``stack``'s API on ``target`` (default: resolved from ``endpoint`` and the
         environment, as the CLI does)."""
         target = target or resolve(endpoint_url=endpoint)

@@ -9,6 +9,7 @@ Each part fails on its own ("unavailable: ...") so status always prints what it 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from driftstack.tools.api_client import _output
@@ -61,9 +62,7 @@ TRAFFIC_METRICS = (("requests", "Predictions", "Sum"), ("errors", "Errors", "Sum
 def traffic(target: Target, minutes: int = 60, service: str = "driftstack-predict") -> dict[str, float | None]:
     """The last ``minutes`` of the predict function's metrics, one figure each (what the dashboard
     plots; LocalStack cannot render dashboards, so `driftstack status` prints these)."""
-    from datetime import datetime, timedelta, timezone
-
-    end = datetime.now(timezone.utc) + timedelta(minutes=1)  # the API takes whole seconds: keep "now" inside
+    end = datetime.now(UTC) + timedelta(minutes=1)  # the API takes whole seconds: keep "now" inside
     queries = [{"Id": f"m{i}", "ReturnData": True, "MetricStat": {
         "Metric": {"Namespace": "driftstack", "MetricName": metric, "Dimensions": [{"Name": "service", "Value": service}]},
         "Period": (minutes + 1) * 60, "Stat": stat}} for i, (_, metric, stat) in enumerate(TRAFFIC_METRICS)]

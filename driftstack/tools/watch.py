@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from driftstack.domain import decision as D
 from driftstack.adapters import decision_store
+from driftstack.domain import decision as D
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 _STYLE = {RUNNING: "bold yellow", SUCCEEDED: "green", FAILED: "bold red", "SUCCEEDED": "green",
@@ -73,7 +73,7 @@ def parse_history(events: list[dict]) -> list[StateRun]:
                 r.exited = ev["timestamp"]
                 if r.status == RUNNING:
                     r.status = SUCCEEDED
-        elif t.endswith("Failed") or t.endswith("TimedOut"):
+        elif t.endswith(("Failed", "TimedOut")):
             details = next((v for k, v in ev.items() if k.endswith("EventDetails")), {}) or {}
             if current is not None:
                 current.status = FAILED
@@ -114,7 +114,7 @@ def render_execution(view: ExecutionView, record: dict | None):
     from rich.table import Table
     from rich.text import Text
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     table = Table(expand=True, show_lines=False)
     table.add_column("state")
     table.add_column("status")

@@ -17,7 +17,7 @@ def runner(monkeypatch, tmp_path):
     # them and later moto tests in this process are not sent elsewhere.
     for var in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION"):
         monkeypatch.setenv(var, "http://127.0.0.1:9" if var == "AWS_ENDPOINT_URL" else "testing")
-    import driftstack.tools.api_client as api_client
+    from driftstack.tools import api_client
     monkeypatch.setattr(api_client, "STATE_DIR", tmp_path)
     return CliRunner()
 

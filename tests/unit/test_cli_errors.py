@@ -24,7 +24,7 @@ def closed_port() -> int:
 @pytest.fixture
 def deployed_nothing_listening(monkeypatch, tmp_path):
     """Stack outputs present (as after `driftstack up`), LocalStack gone: nothing on the port."""
-    import driftstack.tools.api_client as api_client
+    from driftstack.tools import api_client
 
     url = f"http://127.0.0.1:{closed_port()}"
     for var, value in {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
@@ -68,7 +68,7 @@ def test_debug_shows_the_traceback(deployed_nothing_listening):
 @pytest.fixture
 def aws_without_setup(monkeypatch, tmp_path):
     """Real AWS as the target (no endpoint, no LocalStack state), nothing configured."""
-    import driftstack.tools.aws_target as aws_target
+    from driftstack.tools import aws_target
 
     for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):

@@ -2,8 +2,7 @@
 
 import pytest
 
-import driftstack.tools.aws_target as aws_target
-from driftstack.tools import api_client
+from driftstack.tools import api_client, aws_target
 from driftstack.tools.aws_target import FROM_ENV, FROM_OPTION, Target, resolve
 
 

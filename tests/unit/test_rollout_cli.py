@@ -8,12 +8,10 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-import driftstack.tools.api_client as api_client
-import driftstack.tools.aws_target as aws_target
 from driftstack.adapters import decision_store
 from driftstack.adapters import rollout as ro
 from driftstack.adapters.registry import read_pointer
-from driftstack.tools import operations
+from driftstack.tools import api_client, aws_target, operations
 from driftstack.tools.aws_target import Target
 from driftstack.tools.cli import cli, status
 from driftstack.tools.cli.root import State
@@ -96,8 +94,7 @@ def test_watch_list_and_decisions_list_runs(stack, command):
     assert json.loads(run(*command, "--json").output)[0]["run_id"] == "retrain-1"
 
 
-def test_decisions_pending_and_approve(stack, monkeypatch):
-    _, _, _ = stack
+def test_decisions_pending_and_approve(stack):
     history = boto3.resource("dynamodb").Table("history")
     decision_store.store_approval_request(history, "retrain-2", "token-1", {"challenger_version": "2"})
     assert json.loads(run("decisions", "pending", "--json").output)[0]["run_id"] == "retrain-2"
@@ -119,7 +116,7 @@ def test_watch_checks_lists_drift_checks(stack):
 
 
 def test_rollout_commands_start_show_rollback_complete(stack):
-    outputs, models, cand = stack
+    _, models, cand = stack
     res = run("rollout", "start", cand["prefix"], "--mode", "canary", "--share", "0.25")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["candidate_version"] == "2"

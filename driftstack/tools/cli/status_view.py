@@ -31,8 +31,8 @@ def render_target(describe: str, target: dict, stack: dict) -> Table:
     rows: list[tuple[str, Any]] = [("target", describe)]
     ls = target.get("localstack")
     if ls:
-        rows.append(("LocalStack", f"{'healthy' if ls['healthy'] else 'not healthy'} (pid {ls['pid']}), "
-                                   f"state {ls['state_dir']}"))
+        health = "healthy" if ls["healthy"] else "not healthy"
+        rows.append(("LocalStack", f"{health} (pid {ls['pid']}), state {ls['state_dir']}"))
     for key in ("account", "identity", "region"):
         if target.get(key) and str(target[key]) not in describe:
             rows.append((key, target[key]))
