@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,23 +55,14 @@ class PromotionOptions:
 
     @classmethod
     def from_settings(cls, s) -> PromotionOptions:
-        """From a function's settings model (driftstack.settings.RetrainSettings: not imported, it sits above)."""
+        """From a function's settings (driftstack.settings.PromotionSettings: not imported, it sits above)."""
         return cls(topic_arn=s.topic_arn, event_bus_name=s.event_bus_name or "default", mlflow=s.mlflow,
                    alias_timeout_seconds=s.alias_timeout_seconds, backend=TB.BackendConfig(**s.backend.model_dump()))
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> PromotionOptions:
-        env = os.environ if env is None else env
-        return cls(topic_arn=env.get("TOPIC_ARN") or None, event_bus_name=env.get("EVENT_BUS_NAME") or "default",
-                   mlflow=json.loads(env.get("RETRAIN_MLFLOW") or "{}"),
-                   alias_timeout_seconds=float(env.get("ALIAS_TIMEOUT_SECONDS") or 90),
-                   backend=TB.BackendConfig.from_env(env))
 
-
-def set_alias(model_name: str, version: str, opts: PromotionOptions | None = None, log=None) -> dict:
+def set_alias(model_name: str, version: str, opts: PromotionOptions, log=None) -> dict:
     """MLflow alias 'champion' -> ``version``.  Never raises: the pointer (what serves) has already
     switched; a failure is recorded (``status: failed``) instead."""
-    opts = opts or PromotionOptions.from_env()
     log = log or _log
     intent = {"model_name": model_name, "alias": registry.CHAMPION, "version": str(version)}
     if opts.backend.training_backend != "local":
@@ -92,9 +82,9 @@ class Promotion:
     (created on first use, so a function that never notifies needs no SNS client)."""
 
     def __init__(self, *, s3, bucket: str, history, client: Callable[[str], Any],
-                 options: PromotionOptions | None = None, log=None) -> None:
+                 options: PromotionOptions = PromotionOptions(), log=None) -> None:
         self.s3, self.bucket, self.history, self._client = s3, bucket, history, client
-        self.options = options or PromotionOptions.from_env()
+        self.options = options
         self.log = log or _log
         self._clients: dict[str, Any] = {}
 

@@ -114,7 +114,7 @@ class Retraining:
                 raise RuntimeError("no champion to retrain against")
             given = doc.ChampionRef(model_name=ptr.model_name, version=ptr.version, sha256=ptr.sha256,
                                     prefix=ptr.prefix)
-        return doc.ModelRef.model_validate({"bucket": self.opts.bucket, **doc.dump(given)})
+        return doc.load(doc.ModelRef, {"bucket": self.opts.bucket, **doc.dump(given)}, "the execution input's champion")
 
     # ------------------------------------------------------------ training (backend)
 

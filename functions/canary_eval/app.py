@@ -35,7 +35,7 @@ def evaluator(s: CanaryEvalSettings) -> CanaryEvaluator:
         if not s.history_table:
             raise RuntimeError("HISTORY_TABLE is not set: no decision records to finish the promotion in")
         return P.Promotion(s3=S3, bucket=s.artifact_bucket, history=table(s.history_table), client=aws.client,
-                           log=logger)
+                           options=P.PromotionOptions.from_settings(s), log=logger)
 
     return CanaryEvaluator(models=table(s.models_table), s3=S3, sqs=SQS, layout=s.layout(), queue_url=s.log_queue_url,
                            promotion=promotion, count=count, log=logger)
