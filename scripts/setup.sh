@@ -88,7 +88,7 @@ fi
 # Lambda runtime packages (boto3 for the local python3.12 runtime) and LocalStack's service catalog:
 # built once under .state/, cheap to re-check.
 say "preparing LocalStack host mode (Lambda runtime packages, service catalog)"
-pip_q .venv/bin/python -m driftstack.tools.localstack_host prepare
+pip_q .venv/bin/driftstack localstack prepare
 
 # Lambda layers for the python3.12 runtime (numpy, onnxruntime, pydantic, Powertools + our package).
 say "building Lambda layers (skipped when up to date)"
