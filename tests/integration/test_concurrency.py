@@ -138,7 +138,8 @@ def test_concurrent_drift_triggers_start_one_execution(localstack):
     definition = {"StartAt": "Train", "States": {"Train": {"Type": "Wait", "Seconds": 30, "End": True}}}
     arn = sfn.create_state_machine(name=f"race-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition),
                                    roleArn="arn:aws:iam::000000000000:role/driftstack-test")["stateMachineArn"]
-    doc = {"window": {"id": "20260101T0000-20260102T0000", "start": "2026-01-01T00:00:00Z"},
+    doc = {"window": {"id": "20260101T0000-20260102T0000", "start": "2026-01-01T00:00:00Z",
+                      "end": "2026-01-02T00:00:00Z"},
            "champion": {"version": "v1"}, "check_id": "c1", "status": "drift", "drifted_features": ["a", "b", "c"],
            "reasons": ["3 features with PSI >= 0.2"], "samples": 500, "result_uri": "s3://b/drift/x.json"}
     try:
