@@ -353,10 +353,3 @@ def logs(state_dir: Path | str | None = None, lines: int = 100) -> str:
     if not log_file.exists():
         return ""
     return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
-
-
-if __name__ == "__main__":
-    # Until scripts/setup.sh calls `driftstack localstack prepare`: the commands live in the CLI only.
-    from driftstack.tools.cli import cli
-
-    cli(["localstack", *sys.argv[1:]], prog_name="driftstack")
