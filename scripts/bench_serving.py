@@ -142,7 +142,7 @@ def api_event(body: str) -> dict:
 @contextlib.contextmanager
 def moto_app(blob: bytes):
     """functions/predict/app.py imported (= cold start) against moto, stdout to /dev/null.
-    The request log's queue (LOG_QUEUE_URL) is a moto queue; the handler's REQUEST_LOG is then
+    The request log's queue (LOG_QUEUE_URL) is a moto queue; the handler's SERVING.log is then
     replaced by NullLog, so handler timings exclude the log write (measured by log_write_cost)."""
     import boto3
     from moto import mock_aws
@@ -166,7 +166,7 @@ def moto_app(blob: bytes):
                                                           ROOT / "functions" / "predict" / "app.py")
             app = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(app)
-            app.REQUEST_LOG = NullLog()
+            app.SERVING.log = NullLog()
             yield app
     finally:
         sys.stdout = real_stdout

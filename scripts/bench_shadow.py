@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                 ro.rollback(models, active, reason="bench")
             ro.start(models, mode=mode, share=share, model_name="taxi-fare", version="challenger", bucket="bench",
                      prefix=cand["prefix"], sha256=cand["sha256"])
-            app.ROLLOUT.refresh()
-            return app.ROLLOUT.active
+            app.SERVING.rollout.refresh()
+            return app.SERVING.rollout.active
 
         states = {"off": None, "shadow": attach(ro.SHADOW), "canary 10%": attach(ro.CANARY, 0.1)}
         # Single-trip events; each request gets its own id so canary routing spreads over both arms.
@@ -89,24 +89,24 @@ def main(argv: list[str] | None = None) -> int:
         per_block = max(1, args.n // args.blocks)
         for _ in range(args.blocks):
             for name, active in states.items():
-                app.ROLLOUT._active = active  # bench only: switch the container's view without a refresh
+                app.SERVING.rollout._active = active  # bench only: switch the container's view without a refresh
                 assert call()["statusCode"] == 200
                 s = bench.timed(call, per_block, warmup=50)
                 samples[name].extend(s)
                 samples[name].cpu.extend(s.cpu)
-        app.ROLLOUT._active = states["shadow"]
-        one = app.ROLLOUT.active.model
+        app.SERVING.rollout._active = states["shadow"]
+        one = app.SERVING.rollout.active.model
         feeds = encoding.encode([row])
         infer = bench.timed(lambda: one.run(feeds), args.n)
         # What shadow adds, part by part, best of 5 repeats (the floor, free of preemption noise).
-        champ, shadow = app.MODELS.current, states["shadow"]
+        champ, shadow = app.SERVING.models.current, states["shadow"]
         parts = {
             "no rollout: model.predict(rows) (encode + run)": lambda: champ.predict([row]),
             "shadow: encode once": lambda: encoding.encode([row]),
-            "shadow: champion run + bookkeeping (_serve_with_rollout)":
-                lambda: app._serve_with_rollout(shadow, champ, feeds, "bench-000000000001"),
-            "shadow: challenger run + log fields (_shadow)": lambda: app._shadow(shadow, feeds, 1),
-            "ROLLOUT.get() (clock check)": app.ROLLOUT.get,
+            "shadow: champion run + bookkeeping (Serving._route)":
+                lambda: app.SERVING._route(shadow, champ, feeds, "bench-000000000001"),
+            "shadow: challenger run + log fields (Serving._shadow)": lambda: app.SERVING._shadow(shadow, feeds, 1),
+            "rollout.get() (clock check)": app.SERVING.rollout.get,
         }
         floor = {name: best_of(fn) for name, fn in parts.items()}
 
@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                  f"{cpu(infer):.0f}", "", "", ""])
     bench.table("predict handler, one trip, in-process (µs; request-log write excluded)",
                 ["mode", "p50", "p99", "cpu p50", "ratio p50", "added p50", "added cpu p50"], rows)
-    shadow_floor = sum(v for k, v in floor.items() if k.startswith("shadow")) + floor["ROLLOUT.get() (clock check)"]
-    no_floor = floor["no rollout: model.predict(rows) (encode + run)"] + floor["ROLLOUT.get() (clock check)"]
+    shadow_floor = sum(v for k, v in floor.items() if k.startswith("shadow")) + floor["rollout.get() (clock check)"]
+    no_floor = floor["no rollout: model.predict(rows) (encode + run)"] + floor["rollout.get() (clock check)"]
     bench.table("the same, part by part (µs, best of 5 x 5000 calls)", ["part", "µs"],
                 [[k, f"{v:.1f}"] for k, v in floor.items()]
                 + [["=> shadow path minus no-rollout path", f"{shadow_floor - no_floor:+.1f}"]])
