@@ -1,7 +1,7 @@
 """Session fixtures: a real LocalStack on the host (started once per test session) and AWS clients.
 
 Tests marked ``localstack`` get it automatically. Set DRIFTSTACK_LOCALSTACK_URL to reuse a LocalStack
-that is already running (e.g. `python -m driftstack.tools.localstack_host start`); otherwise the session
+that is already running (e.g. `driftstack localstack start`); otherwise the session
 starts its own on a free port, with its own state directory, and stops it (and every Lambda process)
 at the end.
 """
