@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from driftstack.contract import names as N
 from driftstack.contract.documents import DecisionRecord, dump, load
 from driftstack.domain.decision import now_iso, summary
 
-DECISIONS_PREFIX = "decisions/"
+DECISIONS_PREFIX = N.S3_DECISIONS
 HISTORY_DECISION = "decision"
 HISTORY_APPROVAL = "approval"
 

@@ -8,11 +8,12 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from driftstack.contract import names as N
 from driftstack.contract.documents import DriftResult, load
 from driftstack.domain.drift import DriftCheckError, execution_input, execution_name, json_default
 
-RESULTS_PREFIX = "drift/results/"
-REPORTS_PREFIX = "drift/reports/"
+RESULTS_PREFIX = N.S3_DRIFT_RESULTS
+REPORTS_PREFIX = N.S3_DRIFT_REPORTS
 HISTORY_DRIFT = "drift"          # history-table partition of drift results
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from driftstack.contract import names as N
 from driftstack.domain import encoding
 from driftstack.contract import features as fc
 from driftstack.adapters.registry import CHAMPION, Pointer, read_pointer
@@ -183,7 +184,7 @@ class ModelManager:
             keeping = (f"; serving the previous champion {current.version} (last known good)" if self.fallback
                        else f"; still serving {current.version}" if current else "; no model to serve")
             return self._degrade("artifact", f"refused {pointer.model_name} {pointer.version}: {exc}{keeping}",
-                                 "ModelLoadFailures")
+                                 N.METRIC_MODEL_LOAD_FAILURES)
         self._current = model  # the swap: one reference assignment, requests see old or new
         self.degraded.pop("artifact", None)
         self.fallback = None
@@ -204,13 +205,13 @@ class ModelManager:
             model = load_model(self._s3, prev)
         except ModelRefused as exc:
             return self._degrade("artifact", f"refused {named}: {refused}; the previous champion {prev.version} "
-                                 f"was refused too: {exc}; no model to serve", "ModelLoadFailures")
+                                 f"was refused too: {exc}; no model to serve", N.METRIC_MODEL_LOAD_FAILURES)
         self._current = model
         self.fallback = {"pointer_version": pointer.version, "serving_version": prev.version,
                          "reason": f"refused {named}: {refused}"}
         self._emit("ModelFallbacks")
         self._degrade("artifact", f"refused {named}: {refused}; serving the previous champion {prev.version} "
-                      "(last known good)", "ModelLoadFailures")
+                      "(last known good)", N.METRIC_MODEL_LOAD_FAILURES)
         return "fallback"
 
     def _degrade(self, key: str, message: str, metric: str) -> str:

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from driftstack.contract import names as N
+
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 PROFILE_FILE = "profile.json"
@@ -22,7 +24,7 @@ CHAMPION = "champion"
 
 
 def artifact_prefix(model_name: str, sha256: str) -> str:
-    return f"models/{model_name}/{sha256[:16]}/"
+    return f"{N.S3_MODELS}{model_name}/{sha256[:16]}/"
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,13 @@ RETRAIN_SERVICE = "driftstack-retrain"
 
 METRIC_PREDICTIONS = "Predictions"
 METRIC_PREDICT_LATENCY = "PredictLatency"
+METRIC_ERRORS = "Errors"                       # predict requests that failed (500)
+METRIC_VALIDATION_ERRORS = "ValidationErrors"  # predict requests refused (4xx)
+METRIC_NO_MODEL = "NoModel"                     # predict requests with no model to serve
 METRIC_DRIFT_TRIGGERED = "DriftTriggered"
+METRIC_DRIFT_SAMPLES = "DriftSamples"
+METRIC_DRIFTED_FEATURES = "DriftedFeatures"
+METRIC_WINDOW_RMSE = "WindowRMSE"              # the window's feedback RMSE (performance drift)
 METRIC_PREDICTION_PSI = "PredictionPSI"
 METRIC_FEATURE_PSI = "FeaturePSI"              # + "_<feature>"
 METRIC_CANARY_REQUESTS = "CanaryRequests"      # predictions the canary candidate served

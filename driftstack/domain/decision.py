@@ -4,14 +4,15 @@
 Defaults: the challenger's holdout RMSE must be at least 0.5 lower, its single-row latency at most
 20% higher (differences under a small noise floor are ignored: two GBTs of the same size measured on
 a busy host differ by tens of microseconds), and its validation and parity gates must have passed.
-All configurable (env ``DECISION_<FIELD>`` on the Lambda, or ``criteria`` in the execution input).
+All configurable (env ``DECISION_<FIELD>`` on the Lambda, or ``criteria`` in the execution input;
+both read by :class:`driftstack.settings.DecisionThresholds`).
 Records of each decision: :mod:`driftstack.adapters.decision_store`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -35,29 +36,6 @@ class Criteria:
     require_parity: bool = True           # ONNX matched Spark within tolerance
     min_holdout_rows: int = 50            # too small a holdout cannot tell two models apart
     require_approval: bool = False        # a human confirms a promotion (task token)
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None) -> Criteria:
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown decision criteria {unknown}; expected some of {sorted(known)}")
-        out = {}
-        for k, v in values.items():
-            typ = type(getattr(cls, k))
-            try:
-                out[k] = (v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")) if typ is bool \
-                    else typ(v)
-            except (TypeError, ValueError):
-                raise ValueError(f"decision criterion {k}: cannot read {v!r} as {typ.__name__}") from None
-        return cls(**out)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> Criteria:
-        vals = {f.name: env[f"DECISION_{f.name.upper()}"] for f in fields(cls)
-                if env.get(f"DECISION_{f.name.upper()}")}
-        return cls.from_mapping({**vals, **(overrides or {})})
 
 
 def _get(d: Mapping, *path, default=None):

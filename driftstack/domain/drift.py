@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from driftstack.contract import features as F
+from driftstack.contract import names as N
 from driftstack.contract.documents import DriftResult, DriftSummary, ExecutionInput, dump
 from driftstack.domain import profile as P
 
@@ -44,7 +45,8 @@ class DriftCheckError(Exception):
 
 @dataclass(frozen=True)
 class DriftConfig:
-    """Thresholds and window settings (env: DRIFT_<FIELD upper-cased>, e.g. DRIFT_PSI_THRESHOLD)."""
+    """Thresholds and window settings (read by driftstack.settings.DriftThresholds: DRIFT_<FIELD>, e.g.
+    DRIFT_PSI_THRESHOLD)."""
 
     psi_threshold: float = 0.2              # a feature with PSI >= this counts as drifted
     min_drifted_features: int = 3           # this many drifted features trigger
@@ -62,26 +64,6 @@ class DriftConfig:
                 raise ValueError(f"drift config {f.name} must be >= 0, got {v}")
         if self.window_minutes <= 0 or self.period_minutes <= 0:
             raise ValueError("drift config window_minutes and period_minutes must be > 0")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> DriftConfig:
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"unknown drift config field(s) {unknown}; expected some of {sorted(known)}")
-        out = {}
-        for k, v in values.items():
-            typ = type(getattr(cls, k))
-            try:
-                out[k] = (str(v).lower() in ("1", "true", "yes")) if typ is bool else typ(v)
-            except (TypeError, ValueError):
-                raise ValueError(f"drift config {k}: cannot read {v!r} as {typ.__name__}") from None
-        return cls(**out)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], **overrides) -> DriftConfig:
-        vals = {f.name: env[f"DRIFT_{f.name.upper()}"] for f in fields(cls) if env.get(f"DRIFT_{f.name.upper()}")}
-        return cls.from_mapping({**vals, **overrides})
 
 
 @dataclass(frozen=True)
@@ -208,15 +190,15 @@ def json_default(o):
 
 def metrics_of(doc: Mapping) -> list[tuple[str, float, dict]]:
     """(name, value, dimensions) for CloudWatch: samples, drifted-feature count, PSI per feature."""
-    out = [("DriftSamples", float(doc.get("samples", 0)), {}),
-           ("DriftedFeatures", float(len(doc.get("drifted_features", []))), {}),
-           ("DriftTriggered", 1.0 if doc.get("trigger") else 0.0, {})]
+    out = [(N.METRIC_DRIFT_SAMPLES, float(doc.get("samples", 0)), {}),
+           (N.METRIC_DRIFTED_FEATURES, float(len(doc.get("drifted_features", []))), {}),
+           (N.METRIC_DRIFT_TRIGGERED, 1.0 if doc.get("trigger") else 0.0, {})]
     for name, s in (doc.get("features") or {}).items():
-        out.append(("FeaturePSI", float(s["psi"]), {"feature": name}))
+        out.append((N.METRIC_FEATURE_PSI, float(s["psi"]), {"feature": name}))
     if doc.get("prediction"):
-        out.append(("PredictionPSI", float(doc["prediction"]["psi"]), {}))
+        out.append((N.METRIC_PREDICTION_PSI, float(doc["prediction"]["psi"]), {}))
     if (doc.get("performance") or {}).get("rmse") is not None:
-        out.append(("WindowRMSE", float(doc["performance"]["rmse"]), {}))
+        out.append((N.METRIC_WINDOW_RMSE, float(doc["performance"]["rmse"]), {}))
     return out
 
 

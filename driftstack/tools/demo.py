@@ -248,8 +248,7 @@ class Demo:
             self.execution = ex["execution_arn"].rsplit(":", 1)[-1]
         else:
             raise RuntimeError(f"the drift check did not start retraining: {ex or check.get('reasons')}")
-        res = {"STATE_MACHINE_ARN": self.out["StateMachineArn"], "HISTORY_TABLE": self.out["HistoryTableName"],
-               "ARTIFACT_BUCKET": self.out["BucketName"]}
+        res = watch.resources_from(self.out)
         view = watch.watch(res, self.execution, console=console, interval=2.0)
         if view is None or view.status != "SUCCEEDED":
             raise RuntimeError(f"retraining execution ended {view.status if view else 'missing'}")
@@ -354,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, TimeoutError) as exc:
         console.print(f"[red]demo failed:[/] {exc}")
         console.print("LocalStack keeps running for inspection: `driftstack status`, "
-                      "`python -m driftstack.tools.localstack_host logs`; `make down` stops it.")
+                      "`driftstack localstack logs`; `make down` stops it.")
         return 1
     if args.json:
         print(json.dumps(doc, default=str))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from driftstack.contract import names as N
 from driftstack.tools.api_client import _output
 from driftstack.tools.aws_target import Target
 
@@ -53,13 +54,14 @@ def alarm_states(target: Target, outputs: dict[str, str]) -> list[dict]:
 
 
 # The dashboard's serving figures, as the predict function emits them (EMF, namespace driftstack).
-TRAFFIC_METRICS = (("requests", "Predictions", "Sum"), ("errors", "Errors", "Sum"),
-                   ("validation_errors", "ValidationErrors", "Sum"), ("no_model", "NoModel", "Sum"),
-                   ("log_spills", "RequestLogSpills", "Sum"),
-                   ("latency_ms_avg", "PredictLatency", "Average"), ("latency_ms_max", "PredictLatency", "Maximum"))
+TRAFFIC_METRICS = (("requests", N.METRIC_PREDICTIONS, "Sum"), ("errors", N.METRIC_ERRORS, "Sum"),
+                   ("validation_errors", N.METRIC_VALIDATION_ERRORS, "Sum"), ("no_model", N.METRIC_NO_MODEL, "Sum"),
+                   ("log_spills", N.METRIC_REQUEST_LOG_SPILLS, "Sum"),
+                   ("latency_ms_avg", N.METRIC_PREDICT_LATENCY, "Average"),
+                   ("latency_ms_max", N.METRIC_PREDICT_LATENCY, "Maximum"))
 
 
-def traffic(target: Target, minutes: int = 60, service: str = "driftstack-predict") -> dict[str, float | None]:
+def traffic(target: Target, minutes: int = 60, service: str = N.PREDICT_SERVICE) -> dict[str, float | None]:
     """The last ``minutes`` of the predict function's metrics, one figure each (what the dashboard
     plots; LocalStack cannot render dashboards, so `driftstack status` prints these)."""
     end = datetime.now(UTC) + timedelta(minutes=1)  # the API takes whole seconds: keep "now" inside

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from driftstack.adapters import decision_store
+from driftstack.contract import names as N
 from driftstack.domain import decision as D
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
@@ -190,8 +191,8 @@ def resources_from(outputs: dict[str, str]) -> dict[str, str]:
     """What the live view reads, from the stack outputs."""
     from driftstack.tools.api_client import _output
 
-    return {"STATE_MACHINE_ARN": _output(outputs, "StateMachineArn"),
-            "HISTORY_TABLE": _output(outputs, "HistoryTableName"), "ARTIFACT_BUCKET": _output(outputs, "BucketName")}
+    return {N.STATE_MACHINE_ARN: _output(outputs, "StateMachineArn"),
+            N.HISTORY_TABLE: _output(outputs, "HistoryTableName"), N.ARTIFACT_BUCKET: _output(outputs, "BucketName")}
 
 
 def clients(target=None) -> tuple:
@@ -220,7 +221,7 @@ def watch(res: dict, execution: str | None = None, *, once: bool = False, interv
 
     sfn, s3 = aws_clients or clients()
     console = console or Console()
-    arn = latest_execution(sfn, res["STATE_MACHINE_ARN"], execution)
+    arn = latest_execution(sfn, res[N.STATE_MACHINE_ARN], execution)
     if arn is None:
         if once:
             console.print("no executions yet")
@@ -228,9 +229,9 @@ def watch(res: dict, execution: str | None = None, *, once: bool = False, interv
         with console.status("waiting for the first retraining execution (the drift check starts one)..."):
             while arn is None:
                 time.sleep(interval)
-                arn = latest_execution(sfn, res["STATE_MACHINE_ARN"])
+                arn = latest_execution(sfn, res[N.STATE_MACHINE_ARN])
     view = load_execution(sfn, arn)
-    record = decision_store.load_record(s3, res["ARTIFACT_BUCKET"], view.name)
+    record = decision_store.load_record(s3, res[N.ARTIFACT_BUCKET], view.name)
     if once:
         console.print(render_execution(view, record))
         return view
@@ -238,7 +239,7 @@ def watch(res: dict, execution: str | None = None, *, once: bool = False, interv
         while view.status == "RUNNING":
             time.sleep(interval)
             view = load_execution(sfn, arn)
-            record = decision_store.load_record(s3, res["ARTIFACT_BUCKET"], view.name)
+            record = decision_store.load_record(s3, res[N.ARTIFACT_BUCKET], view.name)
             live.update(render_execution(view, record))
     console.print(Text(f"execution {view.name} {view.status}", style=_STYLE.get(view.status, "")))
     return view

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from driftstack.adapters import archive
 from driftstack.adapters import rollout as ro
 from driftstack.contract import documents as doc
+from driftstack.contract import names as N
 from driftstack.domain import canary
 from driftstack.usecases import log_drain
 from driftstack.usecases import promotion as P
@@ -73,7 +74,7 @@ class CanaryEvaluator:
         if ended is not None and rollout.run_id:
             evaluation["promotion"] = self.finish_promotion(rollout, ended)
         ro.save_evaluation(self.models, evaluation)
-        self.count("CanaryEvaluations")
+        self.count(N.METRIC_CANARY_EVALUATIONS)
         return {"status": evaluation["outcome"], **{k: evaluation[k] for k in SUMMARY_KEYS if k in evaluation}}
 
     def _end(self, rollout: ro.Rollout, evaluation: dict) -> dict | None:
@@ -82,11 +83,11 @@ class CanaryEvaluator:
         try:
             if evaluation["outcome"] == canary.COMPLETE:
                 ended = ro.complete(self.models, rollout, reason=reason, evaluation=evaluation)
-                self.count("CanaryCompletions")
+                self.count(N.METRIC_CANARY_COMPLETIONS)
                 return ended
             if evaluation["outcome"] == canary.ROLLBACK:
                 ended = ro.rollback(self.models, rollout, reason=reason, evaluation=evaluation)
-                self.count("CanaryRollbacks")
+                self.count(N.METRIC_CANARY_ROLLBACKS)
                 return ended
         except ro.RolloutConflict as exc:
             evaluation.update(outcome="conflict", reasons=[str(exc)])
@@ -110,6 +111,6 @@ class CanaryEvaluator:
             except Exception as exc:  # noqa: BLE001
                 final = {**final, "errors": [*final.get("errors", []), f"notification not sent: {exc}"]}
         if final.get("errors"):
-            self.count("PromotionFollowUpErrors")
+            self.count(N.METRIC_PROMOTION_FOLLOW_UP_ERRORS)
             self.log.warning("promotion follow-up incomplete", extra={"run_id": rollout.run_id, "errors": final["errors"]})
         return {"run_id": rollout.run_id, **final}

@@ -202,7 +202,7 @@ class PredictionApi:
                               f"batch too large: at most {self.batch_limit} instances per request")
             details = [{"field": _field(e["loc"]), "type": e["type"], "message": e.get("msg", e["type"])}
                        for e in errors]
-            self.count("ValidationErrors")
+            self.count(N.METRIC_VALIDATION_ERRORS)
             return _error(HTTPStatus.UNPROCESSABLE_ENTITY,
                           "invalid request: " + "; ".join(f"{d['field']}: {d['message']}" for d in details), details)
 
@@ -230,7 +230,7 @@ class PredictionApi:
         @app.exception_handler(Exception)
         def unexpected(exc: Exception) -> Response:
             self.logger.exception("unhandled error")
-            self.count("Errors")
+            self.count(N.METRIC_ERRORS)
             return _error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error ({type(exc).__name__})")
 
     # ------------------------------------------------------------------ entry point

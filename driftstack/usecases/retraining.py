@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from driftstack.adapters import archive, decision_store, registry
 from driftstack.adapters import training_backend as TB
 from driftstack.contract import documents as doc
+from driftstack.contract import names as N
 from driftstack.domain import decision as D
 from driftstack.usecases import promotion as P
 from driftstack.usecases import training_set
@@ -48,7 +49,9 @@ class RetrainOptions:
     data_defaults: Mapping[str, Any] = field(default_factory=dict)
     training_defaults: Mapping[str, Any] = field(default_factory=dict)
     mlflow: Mapping[str, Any] = field(default_factory=dict)
-    criteria: D.Criteria = D.Criteria()
+    # the decision criteria with the execution input's overrides applied: RetrainSettings.decision.build,
+    # the one parser of DECISION_* and of the overrides (the default: the defaults, typed overrides only)
+    criteria_for: Callable[[Mapping[str, Any] | None], D.Criteria] = lambda overrides: D.Criteria(**overrides or {})
     promote_canary_share: float = 0.0
     backend: TB.BackendConfig = TB.BackendConfig()   # what the training backends need (LOCAL_TRAINING_*, EMR_*)
 
@@ -58,7 +61,7 @@ class RetrainOptions:
         backend = TB.BackendConfig(**s.backend.model_dump())
         return cls(bucket=s.artifact_bucket, training_backend=backend.training_backend,
                    training_timeout_seconds=backend.training_timeout_seconds, data_defaults=s.data_defaults,
-                   training_defaults=s.training_defaults, mlflow=s.mlflow, criteria=s.decision.build(),
+                   training_defaults=s.training_defaults, mlflow=s.mlflow, criteria_for=s.decision.build,
                    promote_canary_share=s.promote_canary_share, backend=backend)
 
 
@@ -83,7 +86,7 @@ class Retraining:
         run = doc.load(doc.ExecutionInput, event, STATE)
         champion = self._champion(run.champion)
         data_opts = {**self.opts.data_defaults, **(run.data or {})}
-        base = f"retrain/{run.run_id}/"
+        base = f"{N.S3_RETRAIN}{run.run_id}/"
         decision_store.save_record(self.s3, self.opts.bucket, self.history, doc.dump(doc.DecisionRecord(
             run_id=run.run_id, outcome="running", started_at=D.now_iso(), window=run.window, champion=champion,
             check_id=run.check_id, drift=run.drift)))
@@ -158,7 +161,7 @@ class Retraining:
 
     def decide(self, event: Mapping) -> dict:
         state = doc.load(doc.DecideState, event, STATE)
-        criteria = D.Criteria.from_mapping({**asdict(self.opts.criteria), **(state.criteria or {})})
+        criteria = self.opts.criteria_for(state.criteria)
         verdict = D.decide(doc.dump(state.evaluation), criteria)
         need_approval = verdict["outcome"] == D.PROMOTE and criteria.require_approval
         self.record(state.run_id, decision=verdict, criteria=verdict["criteria"],

@@ -85,7 +85,7 @@ class Serving:
         model = self.models.get()
         if model is None:
             if counted:
-                self._count("NoModel")
+                self._count(N.METRIC_NO_MODEL)
             raise Unavailable("no model is loaded: " + "; ".join(self.models.degraded.values()))
         return model
 

@@ -13,13 +13,14 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from driftstack.adapters import aws
+from driftstack.contract import names as N
 from driftstack.contract.documents import CanaryEvent, load
 from driftstack.settings import CanaryEvalSettings
 from driftstack.usecases import promotion as P
 from driftstack.usecases.canary_eval import CanaryEvaluator
 
-logger = Logger(service="driftstack-canary-eval")
-metrics = Metrics(namespace="driftstack", service="driftstack-canary-eval")
+logger = Logger(service=N.CANARY_SERVICE)
+metrics = Metrics(namespace=N.NAMESPACE, service=N.CANARY_SERVICE)
 
 S3 = aws.client("s3", timeout=30)
 SQS = aws.client("sqs", timeout=30)

@@ -12,11 +12,12 @@ from functools import lru_cache
 from aws_lambda_powertools import Logger
 
 from driftstack.adapters import aws
+from driftstack.contract import names as N
 from driftstack.settings import RetrainSettings
 from driftstack.usecases import promotion as P
 from driftstack.usecases.retraining import RetrainOptions, Retraining
 
-logger = Logger(service="driftstack-retrain")
+logger = Logger(service=N.RETRAIN_SERVICE)
 S3 = aws.client("s3", timeout=30)
 client = lru_cache(aws.client)          # events, sns: created on first use, then reused
 table = lru_cache(aws.dynamodb_table)

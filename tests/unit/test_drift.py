@@ -109,13 +109,8 @@ def test_window_is_floored_to_the_period_and_its_id_is_stable():
     assert D.window_for("2026-11-23T10:07:30Z", CFG) == w1
 
 
-def test_config_from_env_and_errors_name_the_field():
-    cfg = D.DriftConfig.from_env({"DRIFT_PSI_THRESHOLD": "0.3", "DRIFT_MIN_SAMPLES": "50"})
-    assert cfg.psi_threshold == 0.3 and cfg.min_samples == 50
-    with pytest.raises(ValueError, match="min_samples"):
-        D.DriftConfig.from_env({"DRIFT_MIN_SAMPLES": "many"})
-    with pytest.raises(ValueError, match="psi_treshold"):
-        D.DriftConfig.from_mapping({"psi_treshold": 1})
+def test_config_errors_name_the_field():
+    # reading DRIFT_* and event overrides: tests/unit/test_settings.py (DriftThresholds)
     with pytest.raises(ValueError, match="psi_threshold"):
         D.DriftConfig(psi_threshold=-1)
     with pytest.raises(D.DriftCheckError, match="window_minutes=62 is not a multiple of the archive's 5-minute"):

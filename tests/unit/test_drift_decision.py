@@ -53,16 +53,6 @@ def test_latency_noise_floor_and_configurable_thresholds():
     assert D.decide(evaluation(parity=False), lax)["outcome"] == D.PROMOTE
 
 
-def test_criteria_from_env_and_overrides_name_bad_fields():
-    c = D.Criteria.from_env({"DECISION_MIN_RMSE_IMPROVEMENT": "1.5", "DECISION_REQUIRE_APPROVAL": "true"},
-                            overrides={"max_latency_increase": 0.1})
-    assert (c.min_rmse_improvement, c.require_approval, c.max_latency_increase) == (1.5, True, 0.1)
-    with pytest.raises(ValueError, match="min_rmse_improvment"):
-        D.Criteria.from_mapping({"min_rmse_improvment": 1})
-    with pytest.raises(ValueError, match="min_holdout_rows"):
-        D.Criteria.from_mapping({"min_holdout_rows": "lots"})
-
-
 def test_incomplete_evaluation_is_an_error_naming_the_field():
     ev = evaluation()
     del ev["challenger"]["metrics"]["rmse"]

@@ -44,6 +44,16 @@ def test_drift_thresholds_from_env_and_overrides():
         DriftCheckSettings.from_env({**BASE, "DRIFT_MIN_SAMPLES": "many"})
 
 
+def test_decision_thresholds_from_env_and_execution_input_overrides():
+    s = RetrainSettings.from_env({**BASE, "DECISION_MIN_RMSE_IMPROVEMENT": "1.5", "DECISION_REQUIRE_APPROVAL": "true"})
+    c = s.decision.build({"max_latency_increase": 0.1})
+    assert (c.min_rmse_improvement, c.require_approval, c.max_latency_increase) == (1.5, True, 0.1)
+    with pytest.raises(SettingsError, match="min_rmse_improvment"):
+        s.decision.build({"min_rmse_improvment": 1})
+    with pytest.raises(SettingsError, match="min_holdout_rows"):
+        s.decision.build({"min_holdout_rows": "lots"})
+
+
 def test_unknown_prefixed_variable_is_refused():
     with pytest.raises(SettingsError, match="DRIFT_PSI_THRESHHOLD"):
         DriftCheckSettings.from_env({**BASE, "DRIFT_PSI_THRESHHOLD": "0.3"})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import click
 
@@ -26,14 +25,15 @@ def _run_here(state: State, at: str | None, overrides: dict[str, str], persist: 
     """The check in this process, reading the request archive directly (what the Lambda does)."""
     from driftstack.adapters import archive
     from driftstack.adapters.drift_store import persist as persist_check
-    from driftstack.domain.drift import NO_CHAMPION, DriftConfig
+    from driftstack.domain.drift import NO_CHAMPION
+    from driftstack.settings import DriftThresholds
     from driftstack.usecases.drift_check import run_check
 
     bucket = state.output("BucketName")
     slot = int(state.outputs().get("ArchiveSlotMinutes") or archive.DEFAULT_SLOT_MINUTES)
     s3 = state.client("s3")
     doc = run_check(s3=s3, models_table=state.table("ModelsTableName"), layout=archive.Layout(bucket=bucket, slot_minutes=slot),
-                    now=at, cfg=DriftConfig.from_env(os.environ, **overrides))
+                    now=at, cfg=DriftThresholds.from_env().build(overrides))
     if persist and doc["status"] != NO_CHAMPION:
         persist_check(doc, s3=s3, bucket=bucket, history_table=state.table("HistoryTableName"))
     return doc
