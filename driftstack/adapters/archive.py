@@ -101,19 +101,6 @@ class Layout:
         if self.slot_minutes < 1 or 60 % self.slot_minutes:
             raise ValueError(f"archive slot_minutes must divide 60, got {self.slot_minutes}")
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Layout:
-        """Deprecated: functions read driftstack.settings.ArchiveSettings(...).layout(); kept while
-        callers outside the functions move over."""
-        env = os.environ if env is None else env
-        if not env.get(N.ARTIFACT_BUCKET):
-            raise ValueError(f"{N.ARTIFACT_BUCKET} is not set: the archive has no bucket")
-        return cls(bucket=env[N.ARTIFACT_BUCKET], requests_prefix=env.get(N.ARCHIVE_PREFIX) or N.S3_REQUESTS,
-                   feedback_prefix=env.get(N.FEEDBACK_PREFIX) or N.S3_FEEDBACK,
-                   aggregates_prefix=env.get(N.AGGREGATES_PREFIX) or N.S3_AGGREGATES,
-                   spill_prefix=env.get(N.LOG_SPILL_PREFIX) or N.S3_LOG_SPILL,
-                   slot_minutes=int(env.get(N.ARCHIVE_SLOT_MINUTES) or DEFAULT_SLOT_MINUTES))
-
     def prefix(self, kind: str) -> str:
         return {REQUESTS: self.requests_prefix, FEEDBACK: self.feedback_prefix,
                 AGGREGATES: self.aggregates_prefix}[kind]

@@ -27,7 +27,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -61,14 +61,6 @@ class BackendConfig:
     emr_py_files: str | None = None
     emr_log_uri: str | None = None
     emr_spark_params: str = ""
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> BackendConfig:
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {f.name: env[f.name.upper()] for f in fields(cls) if env.get(f.name.upper())}
-        if "training_timeout_seconds" in values:
-            values["training_timeout_seconds"] = float(values["training_timeout_seconds"])
-        return cls(**values)
 
     def require(self, backend: str, *names: str) -> None:
         missing = [n.upper() for n in names if not getattr(self, n)]
@@ -204,10 +196,6 @@ class LocalBackend:
         cfg.require("local training (CDK context local_python / local_repo)", "local_training_python",
                     "local_training_repo")
         return cls(cfg.local_training_python, cfg.local_training_repo, log_dir=cfg.local_training_log_dir, s3=s3)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, s3=None) -> LocalBackend:
-        return cls.from_config(BackendConfig.from_env(env), s3=s3)
 
     @property
     def s3(self):
@@ -389,10 +377,9 @@ class EmrServerlessBackend:
         self.client.cancel_job_run(applicationId=handle["application_id"], jobRunId=handle["job_run_id"])
 
 
-def get_backend(name: str | None = None, env: Mapping[str, str] | None = None, *,
-                config: BackendConfig | None = None, **kwargs) -> Backend:
-    """The backend ``name`` (default: the configured one); ``config`` or else ``env`` (default os.environ)."""
-    config = config or BackendConfig.from_env(env)
+def get_backend(name: str | None = None, *, config: BackendConfig = BackendConfig(), **kwargs) -> Backend:
+    """The backend ``name`` (default: the configured one) with what ``config`` says it needs (read from the
+    environment by driftstack.settings.TrainingBackendSettings)."""
     name = name or config.training_backend
     if name == "local":
         return LocalBackend.from_config(config, **kwargs)

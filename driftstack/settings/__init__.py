@@ -12,7 +12,7 @@ from typing import Any
 from driftstack.settings.base import EnvSettings, SettingsError, Thresholds, env, thresholds
 
 _HOME = {
-    **dict.fromkeys(("ArchiveSettings", "PredictSettings", "LogArchiverSettings"), "serving"),
+    **dict.fromkeys(("ArchiveSettings", "PredictSettings", "LogArchiverSettings", "LogDrainSettings"), "serving"),
     **dict.fromkeys(("DriftCheckSettings", "CanaryEvalSettings", "RetrainSettings", "PromotionSettings",
                      "TrainingBackendSettings", "DriftThresholds", "DecisionThresholds", "CanaryThresholds"),
                     "workflows"),

@@ -4,6 +4,8 @@ more than it needs."""
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from driftstack.adapters.archive import Layout
 from driftstack.adapters.request_log import LogSettings
 from driftstack.contract import names as N
@@ -39,5 +41,18 @@ class PredictSettings(ArchiveSettings):
         return LogSettings(queue_url=self.log_queue_url, layout=self.layout(),
                            retention_days=self.feedback_max_age_days)
 
+class LogDrainSettings(EnvSettings):
+    """How a drain of the log queue polls it (driftstack.usecases.log_drain.DrainOptions)."""
+
+    threads: int = env(N.LOG_DRAIN_THREADS, 4, ge=1)
+    wait_seconds: int = env(N.LOG_DRAIN_WAIT_SECONDS, 1, ge=0, le=20)   # SQS long polls wait at most 20 s
+
+    def options(self):
+        from driftstack.usecases.log_drain import DrainOptions   # not on the predict function's cold start
+
+        return DrainOptions(threads=self.threads, wait_seconds=self.wait_seconds)
+
+
 class LogArchiverSettings(ArchiveSettings):
     log_queue_url: str = env(N.LOG_QUEUE_URL, min_length=1)
+    drain: LogDrainSettings = Field(default_factory=LogDrainSettings)

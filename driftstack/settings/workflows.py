@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from driftstack.contract import names as N
 from driftstack.domain.canary import CanaryCriteria
 from driftstack.domain.decision import Criteria
 from driftstack.domain.drift import DriftConfig
 from driftstack.settings.base import EnvSettings, env, thresholds
-from driftstack.settings.serving import ArchiveSettings
+from driftstack.settings.serving import ArchiveSettings, LogDrainSettings
 
 DriftThresholds = thresholds(DriftConfig, N.DRIFT_PREFIX)
 DecisionThresholds = thresholds(Criteria, N.DECISION_PREFIX)
@@ -22,6 +24,7 @@ class DriftCheckSettings(ArchiveSettings):
     state_machine_arn: str = env(N.STATE_MACHINE_ARN, min_length=1)
     log_queue_url: str = env(N.LOG_QUEUE_URL, min_length=1)
     retrain_cooldown_minutes: float = env(N.RETRAIN_COOLDOWN_MINUTES, 0.0, ge=0)
+    drain: LogDrainSettings = Field(default_factory=LogDrainSettings)   # LOG_DRAIN_*: the check drains the log queue first
     drift: DriftThresholds    # DRIFT_*; .build(event overrides) -> DriftConfig
 
 class TrainingBackendSettings(EnvSettings):
@@ -54,6 +57,7 @@ class CanaryEvalSettings(PromotionSettings):
     models_table: str = env(N.MODELS_TABLE, min_length=1)
     log_queue_url: str = env(N.LOG_QUEUE_URL, min_length=1)
     history_table: str | None = env(N.HISTORY_TABLE, None)   # finishing a retraining run's promotion needs it
+    drain: LogDrainSettings = Field(default_factory=LogDrainSettings)   # LOG_DRAIN_*: the evaluation drains the log queue first
     canary: CanaryThresholds  # CANARY_*; .build(event overrides) -> CanaryCriteria
 
 

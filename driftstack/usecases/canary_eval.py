@@ -38,15 +38,17 @@ class CanaryEvaluator:
     run's promotion (made only when a rollout of a run ends; it may raise, e.g. no history table)."""
 
     def __init__(self, *, models, s3, sqs, layout: archive.Layout, queue_url: str,
-                 promotion: Callable[[], P.Promotion], count: Callable[[str], None], log) -> None:
+                 promotion: Callable[[], P.Promotion], count: Callable[[str], None], log,
+                 drain: log_drain.DrainOptions = log_drain.DrainOptions()) -> None:
         self.models, self.s3, self.sqs, self.layout, self.queue_url = models, s3, sqs, layout, queue_url
+        self.drain = drain
         self.promotion, self.count, self.log = promotion, count, log
 
     def rollout_records(self, rollout: ro.Rollout, start: datetime, end: datetime) -> list[dict]:
         """The rollout's logged requests: archive what is queued, then read the archive's slots."""
         log_drain.drain(sqs=self.sqs, s3=self.s3, layout=self.layout, queue_url=self.queue_url,
                         load_profile=log_drain.ProfileCache(self.s3, self.layout.bucket), budget_seconds=60,
-                        log=self.log)
+                        options=self.drain, log=self.log)
         log_drain.wait_for_other_drains(self.sqs, self.queue_url, timeout_seconds=30)
         records = [r for r in archive.read_records(self.s3, self.layout, archive.REQUESTS, start, end)
                    if r.get("rollout_id") == rollout.rollout_id]

@@ -19,7 +19,6 @@ the canary evaluation, so a check sees every prediction answered before its wind
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -96,19 +95,25 @@ def _receive_all(sqs, queue_url: str, deadline: float, *, threads: int, max_mess
     return got, empty.is_set()
 
 
-def drain(*, sqs, s3, layout: A.Layout, queue_url: str, load_profile: Callable[[str, str], Mapping | None],
-          budget_seconds: float = 120.0, threads: int | None = None, max_messages: int = 200_000,
-          visibility_seconds: int = 600, wait_seconds: int | None = None, log=None) -> DrainReport:
-    """Archive everything queued or spilled now (see the module doc)."""
-    t0 = time.monotonic()
-    threads = threads or int(os.environ.get("LOG_DRAIN_THREADS") or 4)   # parallel long polls
+@dataclass(frozen=True)
+class DrainOptions:
+    """How a drain polls the queue (driftstack.settings.LogDrainSettings: LOG_DRAIN_THREADS, LOG_DRAIN_WAIT_SECONDS)."""
+
+    threads: int = 4            # parallel long polls
     # A long poll asks every SQS server, so an empty answer means an empty queue (a short poll
     # samples a few); it costs each drain one wait of this length at its end.
-    wait_seconds = int(os.environ.get("LOG_DRAIN_WAIT_SECONDS") or 1) if wait_seconds is None else wait_seconds
+    wait_seconds: int = 1
+
+
+def drain(*, sqs, s3, layout: A.Layout, queue_url: str, load_profile: Callable[[str, str], Mapping | None],
+          budget_seconds: float = 120.0, options: DrainOptions = DrainOptions(), max_messages: int = 200_000,
+          visibility_seconds: int = 600, log=None) -> DrainReport:
+    """Archive everything queued or spilled now (see the module doc)."""
+    t0 = time.monotonic()
     report = DrainReport()
-    messages, report.complete = _receive_all(sqs, queue_url, t0 + budget_seconds, threads=threads,
+    messages, report.complete = _receive_all(sqs, queue_url, t0 + budget_seconds, threads=options.threads,
                                              max_messages=max_messages, visibility_seconds=visibility_seconds,
-                                             wait_seconds=wait_seconds)
+                                             wait_seconds=options.wait_seconds)
     by_slot: dict[tuple[str, Any], list[dict]] = {}
     done: list[dict] = []           # messages to delete once their records are stored
 
@@ -162,7 +167,7 @@ def drain(*, sqs, s3, layout: A.Layout, queue_url: str, load_profile: Callable[[
         # a failed delete is redelivered and merged again: harmless
         return [f"delete {f.get('Id')}: {f.get('Code')} {f.get('Message', '')}" for f in resp.get("Failed", [])]
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with ThreadPoolExecutor(max_workers=options.threads) as pool:
         for errors in pool.map(delete, [done[i:i + 10] for i in range(0, len(done), 10)]):
             report.errors += errors
     # Not ours to store: visible again at once (not held in flight), so each drain counts one more

@@ -39,7 +39,7 @@ def evaluator(s: CanaryEvalSettings) -> CanaryEvaluator:
                            options=P.PromotionOptions.from_settings(s), log=logger)
 
     return CanaryEvaluator(models=table(s.models_table), s3=S3, sqs=SQS, layout=s.layout(), queue_url=s.log_queue_url,
-                           promotion=promotion, count=count, log=logger)
+                           promotion=promotion, count=count, log=logger, drain=s.drain.options())
 
 
 @metrics.log_metrics

@@ -27,7 +27,7 @@ CHECK = drift_check.ScheduledCheck(
     s3=aws.client("s3", timeout=30), sqs=aws.client("sqs", timeout=30), sfn=aws.client("stepfunctions"),
     models_table=aws.dynamodb_table(SETTINGS.models_table), history_table=aws.dynamodb_table(SETTINGS.history_table),
     layout=SETTINGS.layout(), queue_url=SETTINGS.log_queue_url, state_machine_arn=SETTINGS.state_machine_arn,
-    cooldown_minutes=SETTINGS.retrain_cooldown_minutes, log=logger)
+    cooldown_minutes=SETTINGS.retrain_cooldown_minutes, drain=SETTINGS.drain.options(), log=logger)
 
 
 @metrics.log_metrics

@@ -37,7 +37,7 @@ def handler(event: dict, context: Any) -> dict:
     remaining = remaining_ms() / 1000 if remaining_ms else 300.0
     budget = float(event.get("budget_seconds") or max(5.0, remaining * 0.6))
     report = log_drain.drain(sqs=SQS, s3=S3, layout=LAYOUT, queue_url=SETTINGS.log_queue_url, load_profile=PROFILES,
-                             budget_seconds=budget, log=logger)
+                             budget_seconds=budget, options=SETTINGS.drain.options(), log=logger)
     for name, attribute in REPORTED:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=getattr(report, attribute))
     return report.to_dict()

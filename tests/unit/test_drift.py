@@ -23,6 +23,7 @@ from driftstack.adapters import registry
 from driftstack.domain import report
 from driftstack.adapters.request_log import LogSettings, RequestLog, iso, make_record, message, new_request_id
 from driftstack.tools.traffic import make_trips
+from driftstack.settings import LogDrainSettings
 
 BUCKET = "artifacts"
 NOW = datetime(2026, 11, 23, 10, 7, 30, tzinfo=timezone.utc)
@@ -91,7 +92,7 @@ def _log(aws, trips, *, at, version="1", batch=50, bias=0.0, feedback=0, sha=SHA
     if fb:
         sqs.send_message(QueueUrl=url, MessageBody=message(A.FEEDBACK, fb))
     report = log_drain.drain(sqs=sqs, s3=s3, layout=LAYOUT, queue_url=url,
-                             load_profile=log_drain.ProfileCache(s3, BUCKET))
+                             load_profile=log_drain.ProfileCache(s3, BUCKET), options=LogDrainSettings.from_env().options())
     assert report.complete and not report.errors
     return report
 

@@ -17,8 +17,8 @@ import pytest
 from driftstack.domain import decision as D
 from driftstack.adapters import decision_store
 from driftstack.adapters import registry
-from driftstack.adapters import archive as A
 from driftstack.usecases import log_drain
+from driftstack.settings import ArchiveSettings, LogDrainSettings
 from driftstack.adapters.request_log import LogSettings, RequestLog, iso, make_record, new_request_id, utc_now
 from driftstack.usecases.training_set import NotEnoughData
 from driftstack.tools.traffic import make_trips
@@ -70,7 +70,7 @@ def _input(**changes):
 def test_prepare_counts_feedback_from_the_aggregates_and_hands_spark_the_archive(app):
     s3, sqs = boto3.client("s3"), boto3.client("sqs")
     url = sqs.create_queue(QueueName="log")["QueueUrl"]
-    layout = A.Layout.from_env()
+    layout = ArchiveSettings.from_env().layout()
     log = RequestLog(LogSettings(queue_url=url, layout=layout), sqs=sqs, s3=s3)
     trips = make_trips(250, month="2023-07", drift="both", seed=5)
     now = utc_now() - timedelta(minutes=5)
@@ -81,7 +81,8 @@ def test_prepare_counts_feedback_from_the_aggregates_and_hands_spark_the_archive
         log.write([r])
     for r, fare in list(zip(recs, trips.fares))[:150]:
         log.record_feedback(r["request_id"], fare)
-    log_drain.drain(sqs=sqs, s3=s3, layout=layout, queue_url=url, load_profile=lambda *_: None)
+    log_drain.drain(sqs=sqs, s3=s3, layout=layout, queue_url=url, load_profile=lambda *_: None,
+                    options=LogDrainSettings.from_env().options())
     with pytest.raises(NotEnoughData, match="150 requests with feedback < 200 \\(250 requests"):
         app.prepare(_input(), Ctx())
     out = app.prepare(_input(data={"min_labelled": 100}), Ctx())

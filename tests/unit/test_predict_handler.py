@@ -25,6 +25,7 @@ from driftstack.adapters import archive as A
 from driftstack.usecases import log_drain
 from driftstack.adapters.request_log import utc_now
 from driftstack.tools.toy_model import build_toy_model, publish
+from driftstack.settings import LogDrainSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -97,7 +98,7 @@ def expected(blob: bytes, rows: list[dict]) -> np.ndarray:
 def archived(aws_env, kind: str = A.REQUESTS) -> dict[str, dict]:
     """Drain the log queue (as the archiver does) and return the archive's records by request id."""
     log_drain.drain(sqs=aws_env.sqs, s3=aws_env.s3, layout=LAYOUT, queue_url=aws_env.queue_url,
-                    load_profile=log_drain.ProfileCache(aws_env.s3, BUCKET))
+                    load_profile=log_drain.ProfileCache(aws_env.s3, BUCKET), options=LogDrainSettings.from_env().options())
     now = utc_now()
     return {r["request_id"]: r for r in A.read_records(aws_env.s3, LAYOUT, kind, now - timedelta(hours=1),
                                                         now + timedelta(minutes=1))}

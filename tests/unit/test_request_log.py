@@ -18,6 +18,7 @@ from driftstack.usecases import log_drain
 from driftstack.contract.api import example_features
 from driftstack.adapters.request_log import (LogSettings, LogUnavailable, RequestLog, UnknownRequest, chunks, iso,
                                             make_record, message, new_request_id, parse_message)
+from driftstack.settings import LogDrainSettings
 
 BUCKET = "artifacts"
 LAYOUT = A.Layout(bucket=BUCKET, slot_minutes=5)
@@ -40,7 +41,8 @@ def _records(n: int, at: datetime | None = None, batch: bool = False) -> list[di
 
 def _drain(s3, sqs, settings, **kw):
     return log_drain.drain(sqs=sqs, s3=s3, layout=LAYOUT, queue_url=settings.queue_url,
-                           load_profile=lambda name, sha: None, **kw)
+                           load_profile=lambda name, sha: None,
+                           options=LogDrainSettings.from_env().options(), **kw)   # LOG_DRAIN_*: conftest's moto fixture
 
 
 def _archived(s3, start, end, kind=A.REQUESTS) -> list[dict]:

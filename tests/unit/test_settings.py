@@ -8,6 +8,7 @@ from driftstack.adapters.archive import Layout
 from driftstack.domain.canary import CanaryCriteria
 from driftstack.domain.decision import Criteria
 from driftstack.domain.drift import DriftConfig
+from driftstack.usecases.log_drain import DrainOptions
 from driftstack.settings import (CanaryEvalSettings, DriftCheckSettings, LogArchiverSettings, PredictSettings,
                                  RetrainSettings, SettingsError)
 
@@ -105,6 +106,15 @@ def test_reads_os_environ_by_default(monkeypatch):
     monkeypatch.setenv("ARCHIVE_SLOT_MINUTES", "10")
     assert LogArchiverSettings.from_env().layout().slot_minutes == 10
     assert LogArchiverSettings().log_queue_url == "https://queue"
+
+
+def test_log_drain_settings_in_every_function_that_drains():
+    for model in (LogArchiverSettings, DriftCheckSettings, CanaryEvalSettings):
+        s = model.from_env({**BASE, "LOG_DRAIN_THREADS": "2", "LOG_DRAIN_WAIT_SECONDS": "0"})
+        assert (s.drain.options().threads, s.drain.options().wait_seconds) == (2, 0)
+    assert LogArchiverSettings.from_env(BASE).drain.options() == DrainOptions()   # 4 threads, 1 s long polls
+    with pytest.raises(SettingsError, match="LOG_DRAIN_THREADS='0'"):
+        LogArchiverSettings.from_env({**BASE, "LOG_DRAIN_THREADS": "0"})
 
 
 def test_canary_eval_can_finish_a_promotion():

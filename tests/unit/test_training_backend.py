@@ -156,13 +156,13 @@ def test_zombies_and_reused_pids_count_as_dead():
 
 def test_misconfiguration_is_named():
     with pytest.raises(TB.BackendError, match="LOCAL_TRAINING_REPO"):
-        TB.get_backend("local", {"LOCAL_TRAINING_PYTHON": sys.executable})
+        TB.get_backend("local", config=TB.BackendConfig(local_training_python=sys.executable))
     with pytest.raises(TB.BackendError, match="no spark_jobs/retrain.py"):
         TB.LocalBackend(sys.executable, "/tmp").start(JOB)
     with pytest.raises(TB.BackendError, match="EMR_EXECUTION_ROLE_ARN"):
-        TB.get_backend("emr-serverless", {"EMR_APPLICATION_ID": "a", "EMR_ENTRY_POINT": "s3://b/r.py"})
+        TB.get_backend("emr-serverless", config=TB.BackendConfig(emr_application_id="a", emr_entry_point="s3://b/r.py"))
     with pytest.raises(TB.BackendError, match="unknown TRAINING_BACKEND 'k8s'"):
-        TB.get_backend("k8s", {})
+        TB.get_backend("k8s")
 
 
 def _emr(s3):
