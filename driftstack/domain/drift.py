@@ -8,7 +8,7 @@ Steps (the I/O lives in :mod:`driftstack.usecases.drift_check` and :mod:`driftst
 2. :func:`compute` — per-feature PSI/KL/JS and prediction PSI with :mod:`driftstack.domain.profile`
    (the one implementation), and performance drift (RMSE/MAE of the window's feedback vs the
    champion's holdout figures), from the window's summed bin counts.
-3. :func:`decide` — thresholds -> ``insufficient_data`` / ``no_drift`` / ``drift`` and ``trigger``.
+3. :func:`verdict` — thresholds -> ``insufficient_data`` / ``no_drift`` / ``drift`` and ``trigger``.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def performance(counts: Any, holdout_metrics: Mapping | None, cfg: DriftConfig) 
     return res
 
 
-def decide(stats: Mapping, cfg: DriftConfig) -> dict:
+def verdict(stats: Mapping, cfg: DriftConfig) -> dict:
     """-> {"status", "trigger", "drifted_features", "reasons"}."""
     drifted = [k for k, v in stats["features"].items() if v["drifted"]]
     reasons = []

@@ -22,8 +22,8 @@ from driftstack.adapters import drift_store
 from driftstack.adapters.drift_store import load_json
 from driftstack.contract import features as F
 from driftstack.usecases import log_drain
-from driftstack.domain.drift import (NO_CHAMPION, DriftCheckError, DriftConfig, Window, compute, decide, iso,
-                                     metrics_of, window_for)
+from driftstack.domain.drift import (NO_CHAMPION, DriftCheckError, DriftConfig, Window, compute, iso,
+                                     metrics_of, verdict, window_for)
 
 
 def check_alignment(cfg: DriftConfig, layout: A.Layout) -> None:
@@ -67,9 +67,9 @@ def run_check(*, s3, models_table, layout: A.Layout, now: datetime | str | None 
     counts = load_window(s3, layout, window, champion)
     read_s = time.perf_counter() - t_read
     stats = compute(prof, counts, holdout_metrics=(meta.get("metrics") or {}).get("holdout"), cfg=cfg)
-    verdict = decide(stats, cfg)
+    found = verdict(stats, cfg)
     doc.update(stats)
-    doc.update(verdict)
+    doc.update(found)
     doc["reference"] = {"profile_key": champion.profile_key, "rows": prof.get("rows"),
                         "profile": {name: {k: e[k] for k in ("kind", "proportions", "edges", "categories") if k in e}
                                     for name, e in {**prof["features"], **({"prediction": prof["prediction"]}
@@ -102,6 +102,7 @@ class ScheduledCheck:
     queue_url: str
     state_machine_arn: str
     cooldown_minutes: float = 0.0
+    drain: log_drain.DrainOptions = log_drain.DrainOptions()
     log: Any = None
     _profiles: log_drain.ProfileCache = field(init=False, repr=False)
 
@@ -113,7 +114,8 @@ class ScheduledCheck:
         """Archive what the log queue holds (so the window holds every prediction answered before its
         end), check, start retraining when triggered (once per window, none while one runs), persist."""
         drained = log_drain.drain(sqs=self.sqs, s3=self.s3, layout=self.layout, queue_url=self.queue_url,
-                                  load_profile=self._profiles, budget_seconds=120, log=self.log)
+                                  load_profile=self._profiles, budget_seconds=120, options=self.drain,
+                                  log=self.log)
         # Messages another drain (the archiver's schedule) holds are stored before we read.
         settled = log_drain.wait_for_other_drains(self.sqs, self.queue_url, timeout_seconds=60)
         doc = run_check(s3=self.s3, models_table=self.models_table, layout=self.layout, now=now, cfg=cfg)
