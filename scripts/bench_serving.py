@@ -300,7 +300,7 @@ def cold_start(lam, function: str, base: str, key: str, body: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--endpoint", default=os.environ.get("DRIFTSTACK_ENDPOINT", "http://localhost:4566"))
+    p.add_argument("--endpoint", default=os.environ.get("AWS_ENDPOINT_URL", "http://localhost:4566"))
     p.add_argument("--stack", default="DriftstackBench")
     p.add_argument("--no-api", action="store_true", help="skip the API Gateway part and the log-write row")
     p.add_argument("--skip-spark", action="store_true", help="toy model, no Spark row")
