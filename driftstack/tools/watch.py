@@ -155,19 +155,26 @@ def render_decision(record: dict):
     return out
 
 
+def _first_reason(reasons: list[str], chars: int = 60) -> str:
+    first = reasons[0] if reasons else ""
+    first = first if len(first) <= chars else first[:chars - 1] + "…"
+    return f"{first} (+{len(reasons) - 1} more)" if len(reasons) > 1 else first
+
+
 def render_runs(records: list[dict]):
     from rich.table import Table
     from rich.text import Text
 
     t = Table(title="retraining runs (newest first)", expand=True)
-    for c in ("run", "started", "outcome", "champion", "challenger", "RMSE champ → chal", "reasons"):
+    for c in ("run", "started", "outcome", "champion", "challenger", "RMSE champ → chal"):
         t.add_column(c, overflow="fold")
+    t.add_column("first reason", overflow="fold")   # all of them: `driftstack decisions show RUN_ID`
     for r in records:
         cm, hm = r.get("champion_metrics") or {}, r.get("challenger_metrics") or {}
         rmse = f"{cm['rmse']:.3f} → {hm['rmse']:.3f}" if cm.get("rmse") is not None and hm.get("rmse") is not None else ""
         t.add_row(r.get("run_id", ""), (r.get("started_at") or "")[:19], Text(str(r.get("outcome")),
                   style=_STYLE.get(str(r.get("outcome")), "")), str(r.get("champion_version") or ""),
-                  str(r.get("challenger_version") or ""), rmse, "; ".join(r.get("reasons") or [])[:300])
+                  str(r.get("challenger_version") or ""), rmse, _first_reason(r.get("reasons") or []))
     return t
 
 
@@ -241,5 +248,7 @@ def watch(res: dict, execution: str | None = None, *, once: bool = False, interv
             view = load_execution(sfn, arn)
             record = decision_store.load_record(s3, res[N.ARTIFACT_BUCKET], view.name)
             live.update(render_execution(view, record))
+    if not console.is_terminal:  # a Live view written to a file or pipe ends without a line break
+        console.line()
     console.print(Text(f"execution {view.name} {view.status}", style=_STYLE.get(view.status, "")))
     return view
