@@ -25,6 +25,14 @@ REPO = Path(__file__).resolve().parents[2]
 STACK = "DriftstackDemoTest"
 
 
+def _cli(endpoint: str, env: dict, *args: str):
+    """`driftstack --endpoint-url … --stack … ARGS --json` as a person runs it; its JSON document."""
+    proc = subprocess.run([sys.executable, "-m", "driftstack.tools.cli", "--endpoint-url", endpoint, "--stack", STACK,
+                           *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, f"driftstack {' '.join(args)} -> {proc.returncode}: {proc.stderr[-2000:]}"
+    return json.loads(proc.stdout)
+
+
 def test_demo_runs_the_whole_loop(localstack, tmp_path):
     env = {**os.environ, "DRIFTSTACK_STATE_DIR": str(tmp_path)}
     proc = subprocess.run(
@@ -53,6 +61,11 @@ def test_demo_runs_the_whole_loop(localstack, tmp_path):
         base = f"{localstack}/_aws/execute-api/{outputs['ApiId']}/{outputs['ApiStage']}/v1"
         health = requests.get(base + "/health", headers={"x-api-key": key}, timeout=30).json()
         assert health["model_version"] == pointer.version
+        # ... and the commands the demo's last line names see the same through the deployed stack.
+        runs = _cli(localstack, env, "watch", "list", "--json")
+        assert runs[0]["outcome"] == decision.PROMOTED and runs[0]["challenger_version"] == pointer.version, runs[0]
+        status = _cli(localstack, env, "status", "--json")
+        assert status["health"]["model_version"] == pointer.version, status["health"]
     finally:
         from driftstack.tools.demo import _empty_bucket
 

@@ -57,3 +57,12 @@ def test_render_execution_runs_and_checks():
     assert "retrain-x" in text and "promoted" in text and "9.900 → challenger v2 4.400" in text
     assert "MLflow alias champion → v2: set" in text and "4.000 → 3.900" in text
     assert "started retraining execution" in text and "0.310" in text
+
+
+def test_runs_table_shows_the_first_reason_shortened_and_counts_the_rest():
+    long = "RMSE 3.7009 vs champion 9.5924: improvement +5.8914 (needs >= 0.5) and then some more words"
+    console = Console(record=True, width=200)
+    console.print(W.render_runs([{"run_id": "retrain-y", "outcome": "promoted", "reasons": [long, "b", "c"]}]))
+    text = console.export_text()
+    assert "RMSE 3.7009 vs champion 9.5924: improvement +5.8914 (needs …" in text and "(+2 more)" in text
+    assert "then some more words" not in text  # all of them: `driftstack decisions show RUN_ID`
