@@ -59,7 +59,7 @@ if stamp_ok .venv "$h"; then say "project venv up to date (.venv)"; else
   if [ -x .venv/bin/python ]; then say "updating project venv (.venv): pyproject.toml or layer pins changed"
   else say "creating project venv with $PY311"; "$PY311" -m venv .venv; fi
   pip_q .venv/bin/pip install -q --upgrade pip
-  pip_q .venv/bin/pip install -q -e ".[spark,cdk,dev]" -c layers/requirements.txt
+  pip_q .venv/bin/pip install -q -e ".[spark,cdk,dev,tools]" -c layers/requirements.txt
   echo "$h" > .venv/.driftstack-stamp
 fi
 
@@ -83,6 +83,28 @@ else
   say "installing the CDK CLI (aws-cdk@2, aws-cdk-local) with npm"
   (cd cdk && npm install --no-audit --no-fund --loglevel=error >/dev/null)
   echo "$h" > cdk/node_modules/.driftstack-stamp
+fi
+
+# --- the console's front-end libraries (cytoscape, dagre, Chart.js), served from node_modules ---
+h=$(cat driftstack/tools/console/package.json driftstack/tools/console/package-lock.json | sha256sum | cut -c1-16)
+if [ -f driftstack/tools/console/node_modules/.driftstack-stamp ] && \
+   [ "$(cat driftstack/tools/console/node_modules/.driftstack-stamp)" = "$h" ]; then
+  say "console assets up to date (driftstack/tools/console/node_modules)"
+else
+  say "installing the console's front-end libraries with npm"
+  (cd driftstack/tools/console && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$h" > driftstack/tools/console/node_modules/.driftstack-stamp
+fi
+
+# --- Chromium for the console's browser test (Debian's; Playwright's own download is not reachable) ---
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing chromium (apt-get) for the console's browser test"
+    apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; } \
+      || say "warning: chromium not installed; tests/integration/test_console_browser.py will fail"
+  else
+    say "warning: chromium not found (apt-get install chromium); the console's browser test will fail"
+  fi
 fi
 
 # Lambda runtime packages (boto3 for the local python3.12 runtime) and LocalStack's service catalog:

@@ -79,13 +79,9 @@ def traffic(target: Target, minutes: int = 60, service: str = N.PREDICT_SERVICE)
     return out
 
 
-def collect(target: Target, outputs: dict[str, str], checks: int = 1, decisions: int = 1) -> dict[str, Any]:
-    """Everything `driftstack status` shows beyond the API; ``checks``/``decisions``: how many of the
-    newest drift checks and retraining decisions."""
-    from driftstack.adapters import decision_store, drift_store
+def collect_rollout(models) -> dict[str, Any]:
+    """The active rollout, the last rollout's outcome and the last canary evaluation (each part on its own)."""
     from driftstack.adapters import rollout as ro
-
-    models, history = tables(target, outputs)
 
     def active():
         r = ro.read(models)
@@ -101,7 +97,36 @@ def collect(target: Target, outputs: dict[str, str], checks: int = 1, decisions:
         keys = ("rollout_id", "outcome", "reasons", "signals", "comparison", "evaluated_at")
         return {k: e[k] for k in keys if k in e} if e else None
 
-    return {"rollout": _safe(active), "last_rollout": _safe(last_outcome), "last_canary_evaluation": _safe(last_eval),
+    return {"rollout": _safe(active), "last_rollout": _safe(last_outcome), "last_canary_evaluation": _safe(last_eval)}
+
+
+def collect(target: Target, outputs: dict[str, str], checks: int = 1, decisions: int = 1) -> dict[str, Any]:
+    """Everything `driftstack status` shows beyond the API; ``checks``/``decisions``: how many of the
+    newest drift checks and retraining decisions."""
+    from driftstack.adapters import decision_store, drift_store
+
+    models, history = tables(target, outputs)
+    return {**collect_rollout(models),
             "drift_checks": _safe(lambda: [_drift_summary(c) for c in drift_store.list_checks(history, checks)]),
             "decisions": _safe(lambda: decision_store.list_records(history, decisions)),
             "alarms": _safe(lambda: alarm_states(target, outputs)), "traffic": _safe(lambda: traffic(target))}
+
+
+class ApprovalError(Exception):
+    """The run has no pending approval, or its workflow stopped waiting (token expired, execution ended)."""
+
+
+def complete_approval(sfn, history, run_id: str, approved: bool, *, by: str, reason: str = "") -> dict:
+    """Answer a promotion waiting for a human (`driftstack approve/reject`, the console's buttons)."""
+    from botocore.exceptions import ClientError
+
+    from driftstack.adapters import decision_store
+
+    try:
+        return decision_store.complete_approval(sfn, history, run_id, approved, by=by, reason=reason)
+    except KeyError as exc:
+        raise ApprovalError(f"run {run_id!r} has no pending approval; see `driftstack decisions pending`") from exc
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
+            raise
+        raise ApprovalError(f"cannot {'approve' if approved else 'reject'} {run_id}: {exc}") from exc

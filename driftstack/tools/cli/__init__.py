@@ -8,6 +8,7 @@ from __future__ import annotations
 
 # Importing the command modules registers their commands on `cli`.
 from driftstack.tools.cli import (  # noqa: F401
+    console,
     decisions,
     drift,
     infra,

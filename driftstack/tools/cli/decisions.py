@@ -77,19 +77,13 @@ def pending_cmd(state: State, as_json: bool) -> None:
 
 
 def _complete(state: State, run_id: str, approved: bool, reason: str) -> None:
-    from botocore.exceptions import ClientError
-
-    from driftstack.adapters import decision_store
+    from driftstack.tools.operations import ApprovalError, complete_approval
 
     try:
-        out = decision_store.complete_approval(state.client("stepfunctions"), state.table("HistoryTableName"), run_id,
-                                               approved, by=os.environ.get("USER", "cli"), reason=reason)
-    except KeyError as exc:
-        raise Failed(f"run {run_id!r} has no pending approval; see `driftstack decisions pending`") from exc
-    except ClientError as exc:  # the workflow stopped waiting (token expired, execution ended)
-        if exc.response["Error"]["Code"] not in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
-            raise
-        raise Failed(f"cannot {'approve' if approved else 'reject'} {run_id}: {exc}") from exc
+        out = complete_approval(state.client("stepfunctions"), state.table("HistoryTableName"), run_id, approved,
+                                by=os.environ.get("USER", "cli"), reason=reason)
+    except ApprovalError as exc:
+        raise Failed(str(exc)) from exc
     echo_json(out)
 
 

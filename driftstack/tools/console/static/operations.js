@@ -1,0 +1,30 @@
+// The operations page: the dashboard's panels as charts (CloudWatch GetMetricData) and the alarms.
+import { getJSON, el, fill, time, every } from "/static/common.js";
+
+const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#ea580c", "#7c3aed", "#0891b2", "#db2777", "#65a30d", "#475569", "#ca8a04", "#0d9488", "#9333ea"];
+const charts = {};
+
+function chartFor(panel) {
+  if (charts[panel]) return charts[panel];
+  const canvas = el("canvas");
+  document.getElementById("panels").append(el("section", { class: "panel" }, el("h2", {}, panel), el("div", { class: "chart" }, canvas)));
+  charts[panel] = new window.Chart(canvas, { type: "line", data: { datasets: [] }, options: {
+    animation: false, maintainAspectRatio: false, parsing: false,
+    scales: { x: { type: "linear", ticks: { callback: (v) => new Date(v).toLocaleTimeString().slice(0, 5) } }, y: { beginAtZero: true } },
+    plugins: { legend: { position: "bottom" } } } });
+  return charts[panel];
+}
+
+async function refresh() {
+  const [metrics, alarms] = await Promise.all([getJSON("/api/metrics"), getJSON("/api/alarms")]);
+  for (const [panel, series] of Object.entries(metrics)) {
+    const chart = chartFor(panel);
+    chart.data.datasets = series.map((s, i) => ({ label: s.label, borderColor: PALETTE[i % PALETTE.length], pointRadius: 2,
+      data: s.points.map(([t, v]) => ({ x: Date.parse(t), y: v })) }));
+    chart.update("none");
+  }
+  fill(document.querySelector("#alarms tbody"), alarms.map((a) => el("tr", { "data-alarm": a.alarm },
+    a.alarm, el("span", { class: `badge ${a.state}` }, a.state), time(a.since), a.reason)));
+}
+
+every(refresh, () => 30000);
