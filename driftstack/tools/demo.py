@@ -318,6 +318,10 @@ class Demo:
         }
         console.print(_outcome_table(doc))
         console.print(self.t.table())
+        from driftstack.tools.console import DEFAULT_PORT
+
+        console.print(f"See it in a browser: `driftstack console` → http://127.0.0.1:{DEFAULT_PORT} (the retraining "
+                      "graph, drift over time, models, operations).")
         console.print("Explore: `driftstack status`, `driftstack watch list`, `driftstack predict --help`; "
                       "stop everything with `make down`.")
         return doc

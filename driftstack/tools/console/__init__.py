@@ -5,3 +5,6 @@ statuses, reader.py reads the stack through boto3 (one :class:`~driftstack.tools
 app.py serves the pages (Starlette + Jinja2) and their JSON on 127.0.0.1. Front-end libraries come
 from npm at setup (package.json here; node_modules is served as /assets) — nothing from a CDN.
 """
+
+DEFAULT_PORT = 8765                          # `driftstack console` (the demo's last lines name it)
+DEFAULT_MLFLOW_URL = "http://127.0.0.1:5000"  # `driftstack mlflow`

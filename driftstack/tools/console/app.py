@@ -17,12 +17,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from driftstack.tools.console import DEFAULT_MLFLOW_URL, DEFAULT_PORT  # noqa: F401 - the CLI reads them here
 from driftstack.tools.console.reader import NotFound, StackReader, mlflow_links
 
 HERE = Path(__file__).resolve().parent
 ASSETS = HERE / "node_modules"
-DEFAULT_PORT = 8765
-DEFAULT_MLFLOW_URL = "http://127.0.0.1:5000"
 PAGES = (("retraining", "Retraining"), ("drift", "Drift"), ("models", "Models"), ("operations", "Operations"))
 
 

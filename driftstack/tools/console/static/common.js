@@ -15,6 +15,11 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// A table row: each cell a <td> (text or a node).
+export function row(attrs, ...cells) {
+  return el("tr", attrs, ...cells.map((c) => el("td", {}, c)));
+}
+
 export function fill(tbody, rows) {
   tbody.replaceChildren(...rows);
 }

@@ -1,6 +1,6 @@
 // The drift page: PSI per feature and prediction PSI over the checks, thresholds drawn; the checks'
 // verdicts, reasons and reports.
-import { getJSON, el, fill, fmt, time, every } from "/static/common.js";
+import { getJSON, el, row, fill, fmt, time, every } from "/static/common.js";
 
 const PALETTE = ["#2563eb", "#16a34a", "#db2777", "#ea580c", "#7c3aed", "#0891b2", "#65a30d", "#b91c1c", "#475569", "#ca8a04", "#0d9488", "#9333ea"];
 const charts = {};
@@ -30,7 +30,7 @@ async function refresh() {
     { label: "prediction", data: checks.map((c) => c.prediction_psi ?? null), borderColor: "#111827", spanGaps: true },
     threshold(thresholds.prediction_psi_threshold, checks.length)]);
   document.getElementById("check-count").textContent = `(${checks.length}, newest first)`;
-  fill(document.querySelector("#checks tbody"), [...checks].reverse().map((c) => el("tr", { "data-check": c.check_id },
+  fill(document.querySelector("#checks tbody"), [...checks].reverse().map((c) => row({ "data-check": c.check_id },
     time(c.checked_at), el("span", { class: `badge ${c.status}` }, c.status), String(c.samples ?? ""),
     (c.drifted_features || []).join(", "), fmt(c.max_psi), fmt(c.prediction_psi),
     el("ul", {}, ...(c.reasons || []).map((r) => el("li", {}, r))), (c.execution || {}).message || "",

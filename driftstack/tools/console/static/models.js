@@ -1,5 +1,5 @@
 // The models page: champion and previous artifact, rollout state, decisions and one record in full.
-import { getJSON, el, fill, fmt, time, every } from "/static/common.js";
+import { getJSON, el, row, fill, fmt, time, every } from "/static/common.js";
 
 function kv(obj) {
   return el("dl", {}, ...Object.entries(obj || {}).flatMap(([k, v]) =>
@@ -17,7 +17,7 @@ async function showDecision(runId) {
     el("h4", {}, "metrics"),
     el("table", { class: "compact" }, el("thead", {}, el("tr", {}, el("th", {}, "metric"),
       el("th", {}, `champion v${(record.champion || {}).version ?? "?"}`), el("th", {}, `challenger v${(ev.challenger || {}).version ?? "?"}`))),
-      el("tbody", {}, ...names.map((m) => el("tr", {}, m, fmt(metrics("champion")[m]), fmt(metrics("challenger")[m]))))),
+      el("tbody", {}, ...names.map((m) => row({}, m, fmt(metrics("champion")[m]), fmt(metrics("challenger")[m]))))),
     el("h4", {}, "criteria"), kv(record.criteria || (record.decision || {}).criteria),
     record.approval ? el("div", {}, el("h4", {}, "approval"), kv(record.approval)) : "",
     record.error ? el("pre", { class: "error" }, record.error) : "",
@@ -38,7 +38,7 @@ async function refresh() {
     el("h4", {}, "last canary evaluation"), m.last_canary_evaluation ? kv(m.last_canary_evaluation) : el("p", { class: "muted" }, "none"));
   fill(document.querySelector("#decisions tbody"), m.decisions.map((d) => {
     const cm = d.champion_metrics || {}, hm = d.challenger_metrics || {};
-    return el("tr", { class: "clickable", "data-run": d.run_id, onclick: () => showDecision(d.run_id) }, d.run_id, time(d.started_at),
+    return row({ class: "clickable", "data-run": d.run_id, onclick: () => showDecision(d.run_id) }, d.run_id, time(d.started_at),
       el("span", { class: `badge ${d.outcome}` }, d.outcome || ""), String(d.champion_version ?? ""), String(d.challenger_version ?? ""),
       cm.rmse != null && hm.rmse != null ? `${fmt(cm.rmse)} → ${fmt(hm.rmse)}` : "", (d.reasons || [])[0] || "");
   }));

@@ -1,8 +1,9 @@
 // The operations page: the dashboard's panels as charts (CloudWatch GetMetricData) and the alarms.
-import { getJSON, el, fill, time, every } from "/static/common.js";
+import { getJSON, el, row, fill, time, every } from "/static/common.js";
 
 const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#ea580c", "#7c3aed", "#0891b2", "#db2777", "#65a30d", "#475569", "#ca8a04", "#0d9488", "#9333ea"];
 const charts = {};
+const MINUTES = 180;
 
 function chartFor(panel) {
   if (charts[panel]) return charts[panel];
@@ -16,14 +17,17 @@ function chartFor(panel) {
 }
 
 async function refresh() {
-  const [metrics, alarms] = await Promise.all([getJSON("/api/metrics"), getJSON("/api/alarms")]);
+  const [metrics, alarms] = await Promise.all([getJSON(`/api/metrics?minutes=${MINUTES}`), getJSON("/api/alarms")]);
   for (const [panel, series] of Object.entries(metrics)) {
     const chart = chartFor(panel);
     chart.data.datasets = series.map((s, i) => ({ label: s.label, borderColor: PALETTE[i % PALETTE.length], pointRadius: 2,
       data: s.points.map(([t, v]) => ({ x: Date.parse(t), y: v })) }));
+    chart.options.scales.x.min = Date.now() - MINUTES * 60e3; // the whole window, data or not
+    chart.options.scales.x.max = Date.now();
     chart.update("none");
   }
-  fill(document.querySelector("#alarms tbody"), alarms.map((a) => el("tr", { "data-alarm": a.alarm },
+  fill(document.querySelector("#alarms tbody"), alarms.length ? [] : [row({}, "no alarms in the stack outputs")]);
+  if (alarms.length) fill(document.querySelector("#alarms tbody"), alarms.map((a) => row({ "data-alarm": a.alarm },
     a.alarm, el("span", { class: `badge ${a.state}` }, a.state), time(a.since), a.reason)));
 }
 

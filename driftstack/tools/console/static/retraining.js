@@ -1,7 +1,7 @@
 // The retraining page: the state machine drawn from its definition, the selected execution's
 // states coloured from its history, polled every 1.5 s until the execution ends.
 import cytoscape from "/assets/cytoscape/dist/cytoscape.esm.min.mjs";
-import { getJSON, el, fill, time, every } from "/static/common.js";
+import { getJSON, el, row, fill, time, every } from "/static/common.js";
 
 cytoscape.use(window.cytoscapeDagre);
 const COLORS = { "not-reached": "#e5e7eb", running: "#facc15", succeeded: "#4ade80", caught: "#fb923c", failed: "#f87171" };
@@ -14,13 +14,12 @@ function drawGraph(machine) {
     ...machine.graph.edges.map((e) => ({ data: e })),
   ];
   cy = cytoscape({
-    container: document.getElementById("graph"), elements, wheelSensitivity: 0.2,
+    container: document.getElementById("graph"), elements,
     layout: { name: "dagre", rankDir: "TB", nodeSep: 25, rankSep: 45 },
     style: [
-      { selector: "node", style: { label: "data(label)", shape: "round-rectangle", width: "label", height: 26,
-          padding: "8px", "text-valign": "center", "font-size": 12, "background-color": (n) => COLORS[n.data("status")],
+      { selector: "node", style: { label: "data(label)", shape: "round-rectangle", width: (n) => Math.max(50, n.data("label").length * 7.2 + 12), height: 26, "text-valign": "center", "font-size": 12, "background-color": (n) => COLORS[n.data("status")],
           "border-width": 1, "border-color": "#6b7280" } },
-      { selector: "node[type = 'Start'], node[type = 'End']", style: { shape: "ellipse", "background-color": "#374151", color: "#fff", width: 44 } },
+      { selector: "node[type = 'Start'], node[type = 'End']", style: { shape: "ellipse", "background-color": "#374151", color: "#fff", width: 50 } },
       { selector: "node[type = 'Choice']", style: { shape: "diamond", height: 44 } },
       { selector: "node:parent", style: { "text-valign": "top", "background-opacity": 0.15 } },
       { selector: "node:selected", style: { "border-width": 3, "border-color": "#2563eb" } },
@@ -39,7 +38,7 @@ function stateRows(exe) {
   fill(tbody, cy.nodes().filter((n) => !["Start", "End"].includes(n.data("type"))).map((n) => {
     const s = (exe && exe.states[n.id()]) || {};
     const status = s.status || "not-reached";
-    return el("tr", { "data-state": n.id(), "data-status": status, onclick: () => showStep(n.id()) },
+    return row({ "data-state": n.id(), "data-status": status, onclick: () => showStep(n.id()) },
       n.id(), n.data("type"), el("span", { class: `st st-${status}` }, status + (s.visits > 1 ? ` ×${s.visits}` : "")));
   }));
 }
@@ -103,7 +102,7 @@ async function refreshExecution() {
   showApproval(current);
   if (chosenState) showStep(chosenState);
   fill(document.querySelector("#events tbody"), current.events.map((e) =>
-    el("tr", { class: /Failed|TimedOut|Aborted/.test(e.type) ? "error" : "" }, String(e.id), time(e.timestamp), e.type, e.state, e.detail)));
+    row({ class: /Failed|TimedOut|Aborted/.test(e.type) ? "error" : "" }, String(e.id), time(e.timestamp), e.type, e.state, e.detail)));
 }
 
 async function refreshList() {
