@@ -31,7 +31,8 @@ def drift_doc(i: int, psi: float) -> dict:
 @pytest.fixture
 def stack(moto):
     s3 = moto.bucket("artifacts")
-    models, history = moto.models_table(), moto.history_table()
+    moto.models_table()
+    history = moto.history_table()
     sfn = boto3.client("stepfunctions")
     arn = sfn.create_state_machine(name="retrain", definition=json.dumps(DEFINITION),
                                    roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
@@ -72,7 +73,7 @@ def test_state_machine_and_execution(stack):
 
 
 def test_approval_from_the_page_sends_the_token_once(stack, monkeypatch):
-    client, reader, history = stack
+    client, reader, _ = stack
     sent = []
     monkeypatch.setattr(type(reader.sfn), "send_task_success", lambda self, **kw: sent.append(kw), raising=False)
     assert client.post("/api/approvals/run-1", json={"decision": "reject"}).status_code == 400  # needs a reason

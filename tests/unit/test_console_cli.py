@@ -4,11 +4,11 @@ URL it prints, and the app it serves on 127.0.0.1."""
 from __future__ import annotations
 
 import json
-import socket
 
 import boto3
 import pytest
 from click.testing import CliRunner
+from test_cli_errors import deployed_nothing_listening  # noqa: F401 - the fixture: outputs, nothing listening
 
 from driftstack.tools import aws_target
 from driftstack.tools.cli import EXIT_NOT_READY, cli
@@ -16,32 +16,15 @@ from driftstack.tools.cli.root import State
 from driftstack.tools.console import app as console_app
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def local_env(monkeypatch, tmp_path):
-    from driftstack.tools import api_client
-
-    for var, value in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed_port()}", "AWS_ACCESS_KEY_ID": "test",
-                       "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-                       "AWS_MAX_ATTEMPTS": "1", "DRIFTSTACK_STATE_DIR": str(tmp_path)}.items():
-        monkeypatch.setenv(var, value)
-    monkeypatch.setattr(api_client, "STATE_DIR", tmp_path)
-    return tmp_path
-
-
-def test_not_deployed_exits_3(local_env):
+@pytest.mark.usefixtures("deployed_nothing_listening")
+def test_not_deployed_exits_3(tmp_path):
+    (tmp_path / "cdk-outputs-Driftstack.json").unlink()
     result = CliRunner().invoke(cli, ["console", "--no-browser"])
     assert result.exit_code == EXIT_NOT_READY and "deploy first" in result.output
 
 
-def test_localstack_gone_exits_3_in_one_line(local_env):
-    (local_env / "cdk-outputs-Driftstack.json").write_text(json.dumps({"Driftstack": {
-        "StateMachineArn": "arn:aws:states:us-east-1:000000000000:stateMachine:retrain"}}))
+@pytest.mark.usefixtures("deployed_nothing_listening")
+def test_localstack_gone_exits_3_in_one_line():
     result = CliRunner().invoke(cli, ["console", "--no-browser"])
     assert result.exit_code == EXIT_NOT_READY, result.output
     assert result.output.startswith("error: LocalStack is not reachable") and len(result.output.splitlines()) == 1

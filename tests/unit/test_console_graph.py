@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from driftstack.tools.console import graph as G
 
@@ -53,7 +53,7 @@ def test_edges_follow_next_choices_default_catch_and_end():
     assert not any(src in ("Left", "Each", "Inner") for src, _, kind in edges if kind == "end")
 
 
-T0 = datetime(2026, 12, 3, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 
 
 def ev(i, typ, **details):

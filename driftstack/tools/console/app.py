@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.routing import Mount, Route
@@ -43,6 +42,10 @@ def _json(data, status: int = 200) -> JSONResponse:
     return JSONResponse(json.loads(json.dumps(data, default=str)), status_code=status)
 
 
+async def not_found(request: Request, exc: NotFound) -> JSONResponse:
+    return JSONResponse({"error": str(exc)}, status_code=404)
+
+
 def create_app(reader: StackReader, links: Links = Links(), stack: str = "") -> Starlette:
     if not (ASSETS / "cytoscape").is_dir():
         raise AssetsMissing(f"the console's front-end packages are not installed ({ASSETS}) — run `make setup` "
@@ -62,10 +65,7 @@ def create_app(reader: StackReader, links: Links = Links(), stack: str = "") -> 
         return _json(reader.executions())
 
     async def execution(request: Request):
-        try:
-            return _json(reader.execution(request.path_params["name"]))
-        except NotFound as exc:
-            raise HTTPException(404, str(exc)) from exc
+        return _json(reader.execution(request.path_params["name"]))
 
     async def approval(request: Request):
         from driftstack.tools.operations import ApprovalError
@@ -88,19 +88,13 @@ def create_app(reader: StackReader, links: Links = Links(), stack: str = "") -> 
                       "thresholds": reader.thresholds()})
 
     async def report(request: Request):
-        try:
-            return HTMLResponse(reader.report(request.path_params["check_id"]))
-        except NotFound as exc:
-            raise HTTPException(404, str(exc)) from exc
+        return HTMLResponse(reader.report(request.path_params["check_id"]))
 
     async def models(request: Request):
         return _json(reader.models())
 
     async def decision(request: Request):
-        try:
-            record = reader.decision(request.path_params["run_id"])
-        except NotFound as exc:
-            raise HTTPException(404, str(exc)) from exc
+        record = reader.decision(request.path_params["run_id"])
         return _json({"record": record, "mlflow": mlflow_links(record, links.mlflow)})
 
     async def metrics(request: Request):
@@ -121,7 +115,7 @@ def create_app(reader: StackReader, links: Links = Links(), stack: str = "") -> 
               Route("/api/metrics", metrics), Route("/api/alarms", alarms),
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
               Mount("/assets", StaticFiles(directory=str(ASSETS)), name="assets")]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={NotFound: not_found})
 
 
 def free_port() -> int:
