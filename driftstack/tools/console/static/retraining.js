@@ -15,7 +15,7 @@ function drawGraph(machine) {
   ];
   cy = cytoscape({
     container: document.getElementById("graph"), elements,
-    layout: { name: "dagre", rankDir: "TB", nodeSep: 25, rankSep: 45 },
+    layout: { name: "dagre", rankDir: "TB", nodeSep: 30, rankSep: 30 },
     style: [
       { selector: "node", style: { label: "data(label)", shape: "round-rectangle", width: (n) => Math.max(50, n.data("label").length * 7.2 + 12), height: 26, "text-valign": "center", "font-size": 12, "background-color": (n) => COLORS[n.data("status")],
           "border-width": 1, "border-color": "#6b7280" } },
@@ -25,7 +25,8 @@ function drawGraph(machine) {
       { selector: "node:selected", style: { "border-width": 3, "border-color": "#2563eb" } },
       { selector: "edge", style: { width: 1.5, "curve-style": "bezier", "target-arrow-shape": "triangle", "font-size": 9,
           label: "data(label)", "text-rotation": "autorotate", "text-background-color": "#fff", "text-background-opacity": 0.8 } },
-      { selector: "edge[kind = 'catch']", style: { "line-style": "dashed", "line-color": "#f87171", "target-arrow-color": "#f87171" } },
+      // Catch routes: dashed red, unlabelled (nearly every task has one; a label on each hides the graph).
+      { selector: "edge[kind = 'catch']", style: { "line-style": "dashed", "line-color": "#fca5a5", "target-arrow-color": "#fca5a5", label: "" } },
       { selector: "edge[kind = 'choice'], edge[kind = 'default']", style: { "line-color": "#60a5fa", "target-arrow-color": "#60a5fa" } },
     ],
   });
