@@ -4,7 +4,9 @@ Nothing here restates a range or a category: every field of :class:`TripFeatures
 :mod:`driftstack.contract.features`, so a change of the contract changes validation, the OpenAPI document
 and the ONNX encoding together.  The models are strict on purpose: all 12 fields required, the
 contract's ranges, only known categories, no extra fields, no type coercion ("3" is not a number,
-2.0 is not a passenger count, true is not 1), no NaN/inf.
+true is not 1, 2.5 is not a passenger count), no NaN/inf.  One exception, so that the OpenAPI document
+and the validator agree: an integer field takes a number with no fractional part (2.0 is 2), because
+that is what JSON Schema's ``integer`` (and an ``enum`` of integers) means; the value is kept as an int.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, create_model
+from pydantic_core import PydanticKnownError
 
 from driftstack.contract import features as fc
 
@@ -34,11 +37,26 @@ def example_features() -> dict[str, Any]:
     return {f.name: _example_value(f) for f in fc.FEATURES}
 
 
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's integer: 9.0 is 9 (kept as the int), true is not 1 (Python's True == 1 would pass a Literal)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if type(value) is bool:
+        raise PydanticKnownError("int_type")
+    return value
+
+
+_INTEGER = BeforeValidator(_json_integer)
+
+
 def _field(f: fc.NumericFeature | fc.CategoricalFeature) -> tuple[Any, Any]:
     if f.kind == "categorical":
-        # Literal of the contract's own values: an int category (RatecodeID 2) must arrive as an int.
-        return Literal[f.categories], Field(description=f.description)  # type: ignore[valid-type]
-    typ = int if f.integer else float
+        # Literal of the contract's own values: an int category (RatecodeID 2) must arrive as a JSON integer.
+        typ = Literal[f.categories]  # type: ignore[valid-type]
+        if all(type(c) is int for c in f.categories):
+            typ = Annotated[typ, _INTEGER]
+        return typ, Field(description=f.description)
+    typ = Annotated[int, _INTEGER] if f.integer else float
     return typ, Field(ge=f.low, le=f.high, description=f"{f.description} ({f.low}..{f.high})")
 
 

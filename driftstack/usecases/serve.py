@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from driftstack.adapters import aws
@@ -46,6 +47,12 @@ class Served:
 
 def _elapsed_ms(t0: float, digits: int = 4) -> float:
     return round((time.perf_counter() - t0) * 1000, digits)
+
+
+@lru_cache(maxsize=4)
+def _item_suffixes(n: int) -> tuple[str, ...]:
+    """".0" ... ".<n-1>": a batch item's id is the request id and one of these."""
+    return tuple(f".{i}" for i in range(n))
 
 
 def _error_text(exc: Exception) -> str:
@@ -90,28 +97,31 @@ class Serving:
         return model
 
     def predict(self, rows: Sequence[Mapping[str, Any]], *, batch: bool, client_request_id: str | None,
-                started: float, champion: LoadedModel | None = None) -> Served:
+                started: float, champion: LoadedModel | None = None, feeds: Mapping[str, Any] | None = None) -> Served:
         """Predict ``rows`` (validated features) and log them; ``started`` is the request's perf_counter,
-        ``champion`` the model :meth:`champion` returned when the caller checked it first."""
+        ``champion`` the model :meth:`champion` returned when the caller checked it first, ``feeds`` the
+        rows already encoded (driftstack.domain.columnar), else they are encoded here."""
         model = champion or self.champion()
         request_id = new_request_id()
         active = self.rollout.get()
         extra = shadow = None
+        if feeds is None:
+            feeds = encoding.encode(rows)  # once, for both models when a rollout is on (same feature contract)
         if active is None:  # the common path: no extra work
-            preds = model.predict(rows)
+            preds = model.run(feeds)
             latency_ms = _elapsed_ms(started, 3)
         else:
-            feeds = encoding.encode(rows)  # once, for both models (same feature contract)
             preds, model, extra = self._route(active, model, feeds, client_request_id or request_id)
             latency_ms = _elapsed_ms(started, 3)
             # Shadow: after the champion's answer exists; never changes it, never fails the request.
             shadow = self._shadow(active, feeds, len(rows)) if active.mode == ro.SHADOW else None
-        preds = [float(p) for p in preds]
-        item_ids = [f"{request_id}.{i}" for i in range(len(rows))] if batch else None
+        preds = preds.tolist() if hasattr(preds, "tolist") else [float(p) for p in preds]
+        item_ids = [request_id + suffix for suffix in _item_suffixes(len(rows))] if batch else None
         records = self._records(request_id, item_ids, rows, preds, model, latency_ms, client_request_id)
-        for i, rec in enumerate(records):
-            rec.update(extra or {})
-            rec.update(shadow[i] if shadow is not None else {})
+        if extra is not None:
+            for i, rec in enumerate(records):
+                rec.update(extra)
+                rec.update(shadow[i] if shadow is not None else {})
         try:
             self.log.write(records)  # before the response: an unlogged prediction is not served
         except LogUnavailable as exc:
@@ -164,8 +174,12 @@ class Serving:
                       model_sha=model.pointer.sha256[:16], latency_ms=latency_ms, client_request_id=client_request_id)
         if item_ids is None:
             return [make_record(request_id=request_id, features=rows[0], prediction=preds[0], **common)]
-        return [make_record(request_id=iid, features=row, prediction=p, batch_id=request_id, **common)
-                for iid, row, p in zip(item_ids, rows, preds)]
+        # A batch: make_record's fields for the first row, the rest copied with their own id, features
+        # and prediction (a thousand make_record calls cost more than the model).
+        first = make_record(request_id=item_ids[0], features=rows[0], prediction=preds[0], batch_id=request_id,
+                            **common)
+        return [first] + [{**first, "request_id": iid, "features": row, "prediction": p}
+                          for iid, row, p in zip(item_ids[1:], rows[1:], preds[1:])]
 
     # ------------------------------------------------------------------ health, model, feedback
 

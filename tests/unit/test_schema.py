@@ -59,8 +59,10 @@ def test_int_category_sent_as_string_is_rejected():
 
 @pytest.mark.parametrize("name, value, kind", [
     ("trip_distance", "3.2", "float_type"),
-    ("passenger_count", 2.0, "int_type"),
+    ("passenger_count", 2.5, "int_type"),
     ("passenger_count", "2", "int_type"),
+    ("RatecodeID", True, "int_type"),     # True == 1 in Python: a Literal alone would take it
+    ("RatecodeID", 2.5, "literal_error"),
     ("is_weekend", True, "int_type"),
     ("trip_duration_minutes", math.nan, "finite_number"),
     ("trip_duration_minutes", math.inf, "finite_number"),
@@ -68,6 +70,13 @@ def test_int_category_sent_as_string_is_rejected():
 ])
 def test_no_type_coercion(name, value, kind):
     assert errors(dict(example_features(), **{name: value})) == {(name,): kind}
+
+
+@pytest.mark.parametrize("name, value", [("passenger_count", 2.0), ("RatecodeID", 2.0)])
+def test_integral_number_is_an_integer_as_in_the_openapi_schema(name, value):
+    # JSON Schema's "integer" (and an enum of integers) takes 2.0; the model keeps the int
+    assert getattr(TripFeatures.model_validate(dict(example_features(), **{name: value})), name) == 2
+    assert type(getattr(TripFeatures.model_validate(dict(example_features(), **{name: value})), name)) is int
 
 
 def test_int_accepted_for_float_feature():
