@@ -537,3 +537,68 @@ def test_sample_events_cover_the_api():
         adapter.validate_json(event(name)["body"])
     with pytest.raises(ValidationError):
         adapter.validate_json(event("predict_bad_input")["body"])
+
+
+# ------------------------------------------------------------------ the columnar path (POST /v1/predict)
+
+def _model_errors(body: dict) -> list[dict]:
+    """The 422 details the per-row models give for ``body`` (what the router's path reports)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from driftstack.contract.api import predict_request_type
+    from driftstack.usecases.prediction_api import _field
+    try:
+        TypeAdapter(predict_request_type()).validate_python(body)
+    except ValidationError as exc:
+        return [{"field": _field(("body", *e["loc"])), "type": e["type"], "message": e["msg"]} for e in exc.errors()]
+    raise AssertionError("valid body")
+
+
+def test_bad_batches_name_each_row_and_field_as_the_per_row_models_do(app):
+    rows = [dict(r) for r in json.loads(event("predict_batch")["body"])["instances"]] * 4
+    rows[1] = dict(rows[1], trip_distance=-1.0, pickup_hour=99)              # two errors in one row
+    rows[2] = {k: v for k, v in rows[2].items() if k != "payment_type"}     # missing field
+    rows[3] = dict(rows[3], RatecodeID="2", is_weekend=True)                 # wrong types
+    rows[5] = dict(rows[5], pickup_borough="Hoboken", tip=1.0)               # unknown category, extra field
+    rows[6] = dict(rows[6], passenger_count=2.5, trip_duration_minutes=None)
+    body = {"instances": rows}
+    code, resp, _ = call(app, event("predict_batch", body))
+    assert code == 422
+    assert resp["errors"] == _model_errors(body)
+    fields = [e["field"] for e in resp["errors"]]
+    assert {"instances.1.trip_distance", "instances.1.pickup_hour", "instances.2.payment_type",
+            "instances.3.RatecodeID", "instances.3.is_weekend", "instances.5.pickup_borough", "instances.5.tip",
+            "instances.6.passenger_count", "instances.6.trip_duration_minutes"} == set(fields)
+
+
+def test_valid_predictions_skip_the_router_and_answer_as_it_does(app, monkeypatch):
+    single, batch = event("predict_single"), event("predict_batch")
+    routed = [call(app, e) for e in (single, batch)]
+    monkeypatch.setattr(app.API.app, "resolve", lambda *_: pytest.fail("the router was used"))
+    direct = [call(app, e) for e in (single, batch)]
+    for (code, body, headers), (code2, body2, headers2) in zip(routed, direct):
+        assert code == code2 == 200 and headers == headers2
+        assert {k: v for k, v in body.items() if k not in ("request_id", "item_ids", "latency_ms")} == \
+            {k: v for k, v in body2.items() if k not in ("request_id", "item_ids", "latency_ms")}
+        assert set(body) == set(body2)
+
+
+def test_columnar_path_keeps_the_503_and_400_answers(app, monkeypatch):
+    monkeypatch.setattr(app.API.app, "resolve", lambda *_: pytest.fail("the router was used"))
+    e = event("predict_single")
+    e["headers"]["x-request-id"] = "bad id!"
+    code, body, _ = call(app, e)
+    assert code == 400 and "X-Request-Id" in body["message"]
+    monkeypatch.setattr(app.SERVING.models, "get", lambda: None)
+    code, body, _ = call(app, event("predict_single"))
+    assert code == 503 and "no model is loaded" in body["message"]
+
+
+def test_integral_numbers_are_served_as_integers(app, aws_env, champion):
+    feats = dict(example_features(), passenger_count=2.0, RatecodeID=1.0)
+    code, body, _ = call(app, event("predict_single", {"features": feats}))
+    assert code == 200
+    rec = archived(aws_env)[body["request_id"]]
+    assert rec["features"]["passenger_count"] == 2 and type(rec["features"]["passenger_count"]) is int
+    assert rec["features"]["RatecodeID"] == 1 and type(rec["features"]["RatecodeID"]) is int
+    assert body["predicted_fare"] == pytest.approx(float(expected(champion.blob, [example_features()])[0]), abs=1e-4)
