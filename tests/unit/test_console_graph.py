@@ -105,4 +105,4 @@ def test_an_uncaught_task_error_fails_its_state():
 def test_event_rows_name_the_state_and_the_error():
     rows = G.event_rows([entered(1, "Prepare"), ev(2, "TaskFailed", taskFailedEventDetails={"error": "E", "cause": "c"})])
     assert rows[0]["state"] == "Prepare" and rows[0]["type"] == "TaskStateEntered"
-    assert rows[1]["detail"] == "E: c"
+    assert rows[1]["detail"] == "E: c" and rows[1]["state"] == "Prepare"  # a task event belongs to its state

@@ -133,12 +133,16 @@ def state_statuses(events: Iterable[Mapping[str, Any]]) -> dict[str, dict]:
 def event_rows(events: Iterable[Mapping[str, Any]]) -> list[dict]:
     """The event history as the table shows it: id, time, type, state, and the detail (error or
     the state's input/output, cut short)."""
-    rows = []
+    rows, state = [], ""
     for ev in events:
         d = _details(ev)
+        if ev["type"].endswith("StateEntered"):
+            state = d.get("name", "")
         detail = d.get("error") or ""
         if d.get("cause"):
             detail += f": {d['cause']}"
+        # Task events name no state: they belong to the one entered last.
         rows.append({"id": ev.get("id"), "timestamp": str(ev["timestamp"]), "type": ev["type"],
-                     "state": d.get("name", ""), "detail": detail[:300]})
+                     "state": d.get("name") or (state if not ev["type"].startswith("Execution") else ""),
+                     "detail": detail[:300]})
     return rows
