@@ -1,7 +1,8 @@
 """The prediction API over HTTP (API Gateway REST proxy, Powertools event handler) on top of
 :class:`driftstack.usecases.serve.Serving`.
 
-Routes (under /v1): POST /predict, GET /health, GET /model, POST /feedback, GET /openapi.json.
+Routes (under /v1): POST /predict, GET /health, GET /model, POST /feedback, GET /openapi.json, GET /docs
+(Swagger UI, served offline).
 Validation and the OpenAPI document both come from the pydantic models in driftstack.contract.api
 (Powertools ``enable_validation``).  Errors: malformed JSON 400, invalid fields 422 (each field and
 why), batch over the limit / body too large 413, unsupported media type 415, unknown route 404,
@@ -36,6 +37,7 @@ from driftstack.usecases.serve import Serving, Unavailable, UnknownRequest
 
 API_PREFIX = "/v1"
 PREDICT_PATH = API_PREFIX + "/predict"
+DOCS_PATH = API_PREFIX + "/docs"
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,64}")
 
@@ -124,11 +126,16 @@ class PredictionApi:
         self._routes: dict[str, set[str]] = {}  # path -> methods, to tell 405 from 404
         self._add_routes(api.predict_request_type(batch_limit))
         self._add_error_handlers()
-        self.openapi_json = self.app.get_openapi_json_schema(
+        document = dict(
             title="driftstack prediction API", version="1.0.0",
             description="NYC taxi fare predictions from the champion model; every request is logged for drift checks.",
             security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
             security=[{"apiKey": []}])
+        self.openapi_json = self.app.get_openapi_json_schema(**document)
+        # Swagger UI with its script and styles inlined from the Powertools package (no swagger_base_url:
+        # nothing is fetched from a CDN), the document embedded; ?format=json gives the document alone.
+        self._routes.setdefault(DOCS_PATH, set()).add("GET")
+        self.app.enable_swagger(path=DOCS_PATH, persist_authorization=True, **document)
 
     def count(self, name: str, value: float = 1) -> None:
         self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

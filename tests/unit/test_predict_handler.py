@@ -602,3 +602,49 @@ def test_integral_numbers_are_served_as_integers(app, aws_env, champion):
     assert rec["features"]["passenger_count"] == 2 and type(rec["features"]["passenger_count"]) is int
     assert rec["features"]["RatecodeID"] == 1 and type(rec["features"]["RatecodeID"]) is int
     assert body["predicted_fare"] == pytest.approx(float(expected(champion.blob, [example_features()])[0]), abs=1e-4)
+
+
+# ------------------------------------------------------------------ Swagger UI
+
+def _docs_event(query: dict | None = None) -> dict:
+    e = event("openapi")
+    e["path"] = e["requestContext"]["path"] = "/v1/docs"
+    e["pathParameters"] = {"proxy": "v1/docs"}
+    e["queryStringParameters"] = query
+    e["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
+    return e
+
+
+def test_swagger_ui_is_served_offline(app):
+    from html.parser import HTMLParser
+
+    resp = app.handler(_docs_event(), Ctx())
+    assert resp["statusCode"] == 200
+    assert resp["multiValueHeaders"]["Content-Type"] == ["text/html"]
+    page = resp["body"]
+
+    class Loads(HTMLParser):
+        fetched: list = []
+        scripts = 0
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            self.scripts += tag == "script"
+            self.fetched += [v for k, v in attrs.items() if k in ("src", "href") and v]
+            if tag == "link":
+                self.fetched.append(attrs)
+
+    parser = Loads()
+    parser.feed(page)
+    assert parser.fetched == []          # no <script src>, no <link href>: script and styles are inline
+    assert parser.scripts >= 2 and "SwaggerUIBundle" in page and ".swagger-ui" in page
+    assert '"/v1/predict"' in page and "x-api-key" in page   # the document is embedded
+
+
+def test_swagger_json_is_the_openapi_document(app):
+    code, spec, _ = call(app, _docs_event({"format": "json"}))
+    assert code == 200
+    _, doc, _ = call(app, event("openapi"))
+    assert spec["paths"].keys() == doc["paths"].keys() and spec["info"]["title"] == doc["info"]["title"]
+    assert not any(str(s.get("url", "")).startswith("http") for s in spec.get("servers", []))
+    assert call(app, dict(_docs_event(), httpMethod="POST"))[0] == 405
