@@ -31,6 +31,7 @@ DEFAULT_PORT = 4566
 STATE_ROOT = Path(os.environ.get("DRIFTSTACK_STATE_DIR") or REPO / ".state")  # project-wide state (Makefile sets it)
 DEFAULT_STATE_DIR = STATE_ROOT / "localstack"
 LAMBDA_RUNTIME_DIR = STATE_ROOT / "lambda-runtime"  # boto3 for the Lambda interpreters (setup builds it)
+TLS_DIR = STATE_ROOT / "tls"  # the local CA (ca.pem: what HTTPS clients trust) and LocalStack's certificate
 CATALOG_CACHE = STATE_ROOT / "localstack-cache"  # LocalStack's service catalog index, shared by all state dirs
 LOCALSTACK_VENV = Path(os.environ.get("DRIFTSTACK_LOCALSTACK_VENV", REPO / ".venv-localstack"))
 EXECUTOR = "driftstack-host"  # names registered by localstack/plugin/pyproject.toml
@@ -294,6 +295,7 @@ def start(port: int = DEFAULT_PORT, state_dir: Path | str | None = None, timeout
     env.update(BASE_ENV)
     env.update({
         "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+        "CUSTOM_SSL_CERT_PATH": str(_server_certificate(state)),
         "FILESYSTEM_ROOT": str(state / "fs"),
         "TMPDIR": str(state / "tmp"),  # Lambda code/layer unzip (tempfile.gettempdir()/lambda)
         "DRIFTSTACK_LOCALSTACK_STATE_DIR": str(state),  # the Lambda runner's working files
@@ -314,6 +316,19 @@ def start(port: int = DEFAULT_PORT, state_dir: Path | str | None = None, timeout
         stop(state)
         raise
     return status(state)
+
+
+def _server_certificate(state: Path) -> Path:
+    """The gateway's certificate, signed by the local CA: the port speaks HTTP and HTTPS, and HTTPS
+    verifies against TLS_DIR/ca.pem. A copy per state dir: LocalStack splits it into .key/.crt
+    files beside it, which two LocalStacks must not write at the same time."""
+    from driftstack.tools import local_ca
+
+    mine = state / "tls" / local_ca.SERVER_FILE
+    mine.parent.mkdir(exist_ok=True)
+    shutil.copyfile(local_ca.ensure(TLS_DIR).server, mine)
+    mine.chmod(0o600)  # it holds the key
+    return mine
 
 
 def stop(state_dir: Path | str | None = None, timeout: float = 3.0) -> bool:

@@ -37,7 +37,8 @@ def test_service_specific_endpoints_are_left_to_boto3_unless_an_option_is_given(
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1" and env["AWS_ACCESS_KEY_ID"] == "test"
 
 
-def test_the_api_client_uses_the_same_endpoint_as_boto3(monkeypatch):
+def test_the_api_client_uses_the_same_endpoint_as_boto3(monkeypatch, tmp_path):
+    monkeypatch.setattr(api_client, "local_ca_file", lambda: tmp_path / "ca.pem")  # none: as given (HTTPS: test_api_client_tls)
     outputs = {"ApiId": "abc", "ApiStage": "prod", "ApiKeyId": "k1"}
     seen = {}
 

@@ -28,14 +28,26 @@ def _feature_options(func):
     return func
 
 
+def _api(state: State, cacert: str | None):
+    """The stack's API client; with --cacert, one that verifies the API's certificate against that CA."""
+    if not cacert:
+        return state.api()
+    from driftstack.tools.api_client import ApiClient
+
+    return ApiClient.from_stack(stack=state.stack, target=state.target, cacert=cacert)
+
+
 @cli.command()
 @click.option("--json", "body", type=click.File("r"), help="A JSON file ('-' for stdin): features dict, "
               "{'features': {...}} or {'instances': [...]}.")
+@click.option("--cacert", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
+              help="CA certificate to verify the API's HTTPS with (default: on LocalStack the local CA "
+                   ".state/tls/ca.pem, on AWS the usual CA bundle).")
 @_feature_options
 @pass_state
 @click.pass_context
-def predict(ctx: click.Context, state: State, body, **flags) -> None:
-    """Predict a fare through the deployed API. Flags override/complete --json."""
+def predict(ctx: click.Context, state: State, body, cacert: str | None, **flags) -> None:
+    """Predict a fare through the deployed API (HTTPS, verified). Flags override/complete --json."""
     payload: dict[str, Any] = {}
     if body:
         try:
@@ -43,14 +55,14 @@ def predict(ctx: click.Context, state: State, body, **flags) -> None:
         except json.JSONDecodeError as exc:
             raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--json") from exc
     if "instances" in payload:
-        status_code, resp = state.api().predict_batch(payload["instances"])
+        status_code, resp = _api(state, cacert).predict_batch(payload["instances"])
     else:
         feats = dict(payload.get("features", payload))
         for f in fc.FEATURES:
             v = flags.get(f.name)
             if v is not None:
                 feats[f.name] = int(v) if f.kind == "categorical" and isinstance(f.categories[0], int) else v
-        status_code, resp = state.api().predict(feats)
+        status_code, resp = _api(state, cacert).predict(feats)
     echo_json(resp)
     if status_code >= 400:
         ctx.exit(EXIT_FAILED)
