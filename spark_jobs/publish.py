@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from driftstack.adapters import registry
+from driftstack.settings.mlflow_store import project_store
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TRACKING_URI = f"sqlite:///{ROOT / '.state' / 'mlflow' / 'mlflow.db'}"
-DEFAULT_ARTIFACTS = str(ROOT / ".state" / "mlflow" / "artifacts")
 DEFAULT_EXPERIMENT = "driftstack"
 
 
@@ -39,15 +38,16 @@ def s3_client():
 @dataclass
 class MlflowSettings:
     enabled: bool = True
-    tracking_uri: str | None = None        # flag > MLFLOW_TRACKING_URI > sqlite under .state/mlflow
+    # flag > MLFLOW_TRACKING_URI > the project's store (<state dir>/mlflow, driftstack.settings.mlflow_store)
+    tracking_uri: str | None = None
     experiment: str = DEFAULT_EXPERIMENT
-    artifact_location: str | None = None   # flag > DRIFTSTACK_MLFLOW_ARTIFACTS > .state/mlflow/artifacts
+    artifact_location: str | None = None   # flag > DRIFTSTACK_MLFLOW_ARTIFACTS > the project store's artifacts
 
     def resolved_uri(self) -> str:
-        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or project_store().tracking_uri
 
     def resolved_artifacts(self) -> str:
-        return self.artifact_location or os.environ.get("DRIFTSTACK_MLFLOW_ARTIFACTS") or DEFAULT_ARTIFACTS
+        return self.artifact_location or os.environ.get("DRIFTSTACK_MLFLOW_ARTIFACTS") or str(project_store().artifacts)
 
 
 @dataclass
@@ -102,14 +102,15 @@ def log_mlflow(settings: MlflowSettings, req: PublishRequest, sha: str, onnx_mod
         mlflow.set_tags({"sha256": sha, "contract_hash": req.metadata.get("contract_hash", "")})
         info = mlflow.onnx.log_model(onnx_model, name="model", registered_model_name=req.model_name)
         version = str(info.registered_model_version)
-        run_id = run.info.run_id
+        run_id, experiment_id = run.info.run_id, run.info.experiment_id
     try:
         client.get_model_version_by_alias(req.model_name, registry.CHAMPION)
         alias_set = False
     except MlflowException:
         client.set_registered_model_alias(req.model_name, registry.CHAMPION, version)
         alias_set = True
-    return {"tracking_uri": uri, "run_id": run_id, "version": version, "champion_alias_set": alias_set}
+    return {"tracking_uri": uri, "experiment_id": experiment_id, "run_id": run_id, "version": version,
+            "champion_alias_set": alias_set}
 
 
 def publish(req: PublishRequest, onnx_model=None) -> dict:

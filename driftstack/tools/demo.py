@@ -22,6 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from driftstack.settings.mlflow_store import project_store
 from driftstack.tools.polling import wait_for
 
 console = Console(stderr=False)
@@ -94,7 +95,7 @@ class Demo:
         self.t = Timings()
         self.state = Path(os.environ.get("DRIFTSTACK_STATE_DIR", Path.cwd() / ".state")) / "demo"
         self.state.mkdir(parents=True, exist_ok=True)
-        self.mlflow_uri = f"sqlite:///{self.state / 'mlflow.db'}"
+        self.mlflow_uri = project_store().tracking_uri  # the one store `driftstack mlflow` shows
         # The retraining job (a host process started by the workflow) registers in the same MLflow.
         self.context = {**DEMO_CONTEXT, "retrain_mlflow": json.dumps({"tracking_uri": self.mlflow_uri}),
                         "retrain_training": json.dumps({"max_iter": args.max_iter, "max_depth": 5})}

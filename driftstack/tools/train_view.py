@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from driftstack.settings.mlflow_store import run_url
 from driftstack.tools.spark_runner import JobRun, Progress, new_log_path, run_training
 
 
@@ -68,7 +69,8 @@ def summary_table(result: dict[str, Any]) -> Table:
     t.add_row("artifact", result.get("model_uri") or f"{result.get('local_dir')} (not published)")
     ml = result.get("mlflow")
     if ml:
-        t.add_row("MLflow run", f"{ml['run_id']} (model version {ml['version']}, {ml['tracking_uri']})")
+        t.add_row("MLflow run", f"{run_url(ml.get('experiment_id'), ml['run_id'])}  (`driftstack mlflow` serves "
+                                f"it; model version {ml['version']}, store {ml['tracking_uri']})")
     pointer = result.get("champion_pointer")
     if pointer:
         t.add_row("champion", f"now version {pointer['version']}" if pointer.get("written")

@@ -43,7 +43,7 @@ RESULT = {
     "rows": {"train": 4800, "holdout": 1200},
     "validation": {"rows_in": 6010, "rows_out": 6000, "rows_dropped": 10, "dropped": {"fare": 10}},
     "version": "1", "model_uri": "s3://bucket/models/driftstack-fare/abab/model.onnx",
-    "mlflow": {"tracking_uri": "sqlite:///m.db", "run_id": "r123", "version": "1", "champion_alias_set": True},
+    "mlflow": {"tracking_uri": "sqlite:///m.db", "experiment_id": "7", "run_id": "r123", "version": "1", "champion_alias_set": True},
     "champion_pointer": {"written": True, "version": "1"}, "total_seconds": 42.0,
 }
 
@@ -113,8 +113,8 @@ def test_summary_is_a_small_table_not_json():
     out = console.file.getvalue()
 
     for expected in ("4,800 train / 1,200 holdout", "10 invalid rows dropped", "RMSE 2.346", "MAE 1.200",
-                     "R² 0.950", "MAPE 9.9%", "passed", "1,200 rows", RESULT["model_uri"], "r123",
-                     "now version 1"):
+                     "R² 0.950", "MAPE 9.9%", "passed", "1,200 rows", RESULT["model_uri"],
+                     "http://127.0.0.1:5000/#/experiments/7/runs/r123", "now version 1"):
         assert expected in out, expected
     assert len(out.splitlines()) < 20 and json.dumps(RESULT)[:20] not in out
 

@@ -12,6 +12,7 @@ from driftstack.tools.cli import (  # noqa: F401
     decisions,
     drift,
     infra,
+    mlflow,
     rollout,
     serving,
     status,
