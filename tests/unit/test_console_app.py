@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -133,3 +134,24 @@ def test_missing_front_end_packages_say_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(console_app, "ASSETS", tmp_path)
     with pytest.raises(console_app.AssetsMissing, match="make setup"):
         console_app.create_app(StackReader(Target(), {}))
+
+
+def test_percentiles_an_endpoint_lacks_fall_back_to_their_statistic_labelled(stack, monkeypatch):
+    """LocalStack's CloudWatch has no p50/p99: those series come back as average/maximum, named so."""
+    from botocore.exceptions import ClientError
+
+    _, reader, _ = stack
+    cw = boto3.client("cloudwatch")
+    real = cw.get_metric_data
+
+    def no_percentiles(**kw):
+        if any(q["MetricStat"]["Stat"].startswith("p") for q in kw["MetricDataQueries"]):
+            raise ClientError({"Error": {"Code": "InternalFailure", "Message": "KeyError: 'p50'"}}, "GetMetricData")
+        return real(**kw)
+    monkeypatch.setattr(cw, "get_metric_data", no_percentiles)
+    monkeypatch.setattr(reader, "target", SimpleNamespace(client=lambda service: cw))
+    cw.put_metric_data(Namespace="driftstack", MetricData=[
+        {"MetricName": "PredictLatency", "Dimensions": [{"Name": "service", "Value": "driftstack-predict"}], "Value": v}
+        for v in (2.0, 4.0)])
+    latency = {s["label"]: [v for _, v in s["points"]] for s in reader.metrics()["Latency (ms)"]}
+    assert latency == {"p50 n/a here: average": [3.0], "p99 n/a here: maximum": [4.0]}

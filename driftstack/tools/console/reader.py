@@ -30,6 +30,8 @@ PANELS: dict[str, list[tuple[str, str, str, str]]] = {
                         ("canary errors", N.METRIC_CANARY_ERRORS, _P, "Sum"),
                         ("shadow errors", N.METRIC_SHADOW_ERRORS, _P, "Sum")],
 }
+# What a series asks for when the endpoint has no percentiles (LocalStack's CloudWatch).
+PERCENTILE_FALLBACK = {"p50": "Average", "p99": "Maximum"}
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 
@@ -177,26 +179,41 @@ class StackReader:
     # ------------------------------------------------------------ operations
 
     def metrics(self, minutes: int = 180, period: int = 60) -> dict[str, list[dict]]:
-        """Every dashboard panel's series over the last ``minutes``: ``{panel: [{label, points: [[t, v]]}]}``."""
-        queries, where = [], {}
-        for panel, series in PANELS.items():
-            for label, metric, service, stat in series:
-                qid = f"m{len(queries)}"
-                where[qid] = (panel, label)
-                queries.append({"Id": qid, "ReturnData": True, "MetricStat": {
-                    "Metric": {"Namespace": N.NAMESPACE, "MetricName": metric,
-                               "Dimensions": [{"Name": "service", "Value": service}]},
-                    "Period": period, "Stat": stat}})
+        """Every dashboard panel's series over the last ``minutes``: ``{panel: [{label, points: [[t, v]]}]}``.
+
+        Percentiles (p50/p99) are asked one by one: an endpoint without them (LocalStack) answers
+        that series with its fallback statistic, labelled so, instead of failing the whole page."""
+        from botocore.exceptions import ClientError
+
         end = datetime.now(UTC) + timedelta(minutes=1)
+        window = {"StartTime": end - timedelta(minutes=minutes), "EndTime": end, "period": period}
+        rows = [(panel, *row) for panel, series in PANELS.items() for row in series]
         out: dict[str, list[dict]] = {panel: [] for panel in PANELS}
+        plain = [r for r in rows if r[4] not in PERCENTILE_FALLBACK]
+        for row, points in zip(plain, self._series(plain, **window)):
+            out[row[0]].append({"label": row[1], "points": points})
+        for row in (r for r in rows if r[4] in PERCENTILE_FALLBACK):
+            panel, label, metric, service, stat = row
+            try:
+                [points] = self._series([row], **window)
+            except ClientError:
+                fallback = PERCENTILE_FALLBACK[stat]
+                [points] = self._series([(panel, label, metric, service, fallback)], **window)
+                label = f"{label} n/a here: {fallback.lower()}"
+            out[panel].append({"label": label, "points": points})
+        return out
+
+    def _series(self, rows: list[tuple], StartTime, EndTime, period: int) -> list[list[list]]:
+        queries = [{"Id": f"m{i}", "ReturnData": True, "MetricStat": {
+            "Metric": {"Namespace": N.NAMESPACE, "MetricName": metric, "Dimensions": [{"Name": "service", "Value": service}]},
+            "Period": period, "Stat": stat}} for i, (_, _, metric, service, stat) in enumerate(rows)]
+        found: dict[str, list] = {}
         cw = self.target.client("cloudwatch")
         for i in range(0, len(queries), 500):  # GetMetricData takes up to 500 queries
-            for r in cw.get_metric_data(MetricDataQueries=queries[i:i + 500], StartTime=end - timedelta(minutes=minutes),
-                                        EndTime=end)["MetricDataResults"]:
-                panel, label = where[r["Id"]]
-                points = sorted(zip((t.isoformat() for t in r["Timestamps"]), r["Values"]))
-                out[panel].append({"label": label, "points": [list(p) for p in points]})
-        return out
+            for r in cw.get_metric_data(MetricDataQueries=queries[i:i + 500], StartTime=StartTime,
+                                        EndTime=EndTime)["MetricDataResults"]:
+                found[r["Id"]] = sorted([t.isoformat(), v] for t, v in zip(r["Timestamps"], r["Values"]))
+        return [found.get(q["Id"], []) for q in queries]
 
     def alarms(self) -> list[dict]:
         from driftstack.tools.operations import alarm_states
