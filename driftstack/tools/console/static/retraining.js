@@ -1,7 +1,7 @@
 // The retraining page: the state machine drawn from its definition, the selected execution's
 // states coloured from its history, polled every 1.5 s until the execution ends.
 import cytoscape from "/assets/cytoscape/dist/cytoscape.esm.min.mjs";
-import { getJSON, el, row, fill, time, every } from "/static/common.js";
+import { getJSON, el, row, fill, fmt, time, every } from "/static/common.js";
 
 cytoscape.use(window.cytoscapeDagre);
 const COLORS = { "not-reached": "#e5e7eb", running: "#facc15", succeeded: "#4ade80", caught: "#fb923c", failed: "#f87171" };
@@ -73,9 +73,11 @@ function showApproval(exe) {
   const box = document.getElementById("approval");
   box.hidden = !exe || !exe.approval || exe.terminal;
   if (box.hidden) return;
-  const { run_id, requested_at, ...details } = exe.approval;
-  document.getElementById("approval-details").textContent =
-    `since ${time(requested_at)} — ` + Object.entries(details).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join("; ");
+  const { requested_at, reasons = [], evaluation = {} } = exe.approval;
+  const rmse = (side) => fmt(((evaluation[side] || {}).metrics || {}).rmse);
+  document.getElementById("approval-details").replaceChildren(
+    `since ${time(requested_at)} — challenger v${(evaluation.challenger || {}).version ?? "?"}, RMSE champion ${rmse("champion")} → challenger ${rmse("challenger")}`,
+    el("ul", {}, ...reasons.map((r) => el("li", {}, r))));
 }
 
 async function answer(decision) {
@@ -102,7 +104,7 @@ async function refreshExecution() {
   stateRows(current);
   showApproval(current);
   if (chosenState) showStep(chosenState);
-  fill(document.querySelector("#events tbody"), current.events.map((e) =>
+  fill(document.querySelector("#events tbody"), [...current.events].reverse().map((e) =>
     row({ class: /Failed|TimedOut|Aborted/.test(e.type) ? "error" : "" }, String(e.id), time(e.timestamp), e.type, e.state, e.detail)));
 }
 
