@@ -118,3 +118,22 @@ def _running_in_group(pgid: int) -> list[int]:
         if int(pgrp) == pgid and state != "Z":
             alive.append(int(stat.parent.name))
     return alive
+
+
+def test_a_published_run_lands_in_the_store_under_the_url_training_prints(state, monkeypatch):
+    from mlflow import MlflowClient
+
+    from spark_jobs.publish import MlflowSettings, PublishRequest, log_mlflow
+    from tests.unit.test_train_publish import tiny_model
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DRIFTSTACK_MLFLOW_ARTIFACTS", raising=False)
+    model = tiny_model(1.0)
+    req = PublishRequest("tiny", model.SerializeToString(), {"contract_hash": "c"}, {}, "b", mlflow=MlflowSettings())
+    ml = log_mlflow(req.mlflow, req, "ab" * 32, model)
+    store = project_store()
+    assert ml["tracking_uri"] == store.tracking_uri and store.db.exists()
+    run = MlflowClient(tracking_uri=store.tracking_uri).get_run(ml["run_id"])
+    assert run.info.experiment_id == ml["experiment_id"]
+    assert run.info.artifact_uri.startswith(store.artifacts.as_uri())
+    assert run_url(ml["experiment_id"], ml["run_id"]).endswith(f"/#/experiments/{ml['experiment_id']}/runs/{ml['run_id']}")
