@@ -13,6 +13,7 @@ bool, None).
 from __future__ import annotations
 
 import operator
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ _N_FEATURES = len(fc.FEATURE_NAMES)
 _INT_LOW = np.array([f.low for f in _INT_NUMERIC], dtype=np.int64)[:, None]
 _INT_HIGH = np.array([f.high for f in _INT_NUMERIC], dtype=np.int64)[:, None]
 _STR_ALLOWED = {f.name: frozenset(f.categories) for f in _STR_CATEGORICAL}
+_INT_TYPE, _NUMBER_TYPES = {int}, {int, float}
 
 
 def _token_table(f: fc.CategoricalFeature) -> np.ndarray:
@@ -66,17 +68,15 @@ def _row_valid(row: Any) -> bool:
     return True
 
 
-def _no_bools(columns: list[tuple]) -> bool:
-    # numpy turns True into 1; the models refuse booleans: look at the types themselves.
-    return all(bool not in set(map(type, col)) for col in columns)
+def _types_exact(int_columns: list[tuple], float_columns: list[tuple]) -> bool:
+    # numpy reads True as 1 (and 1.5 and True as floats); the models refuse booleans: check the types.
+    return set(map(type, chain.from_iterable(int_columns))) == _INT_TYPE \
+        and set(map(type, chain.from_iterable(float_columns))) <= _NUMBER_TYPES
 
 
-def encode_if_valid(rows: Any, *, booleans_possible: bool = True) -> dict[str, np.ndarray] | None:
+def encode_if_valid(rows: Any) -> dict[str, np.ndarray] | None:
     """The feeds of ``InferenceSession.run`` when every row is a valid trip, else None (validate per row).
-    A few rows are checked one by one in plain Python (numpy's per-call cost dominates there).
-
-    ``booleans_possible=False`` is the caller's promise that the parsed JSON holds no true/false
-    (e.g. neither word occurs in the body text): it skips the per-value type check of the integer columns."""
+    A few rows are checked one by one in plain Python (numpy's per-call cost dominates there)."""
     if type(rows) is not list or not rows:
         return None
     if len(rows) < _SMALL:
@@ -86,13 +86,16 @@ def encode_if_valid(rows: Any, *, booleans_possible: bool = True) -> dict[str, n
     try:
         columns = dict(zip(fc.FEATURE_NAMES, zip(*map(_ROW_GETTER, rows))))  # KeyError: a field is missing
         int_columns = [columns[f.name] for f in _INTS]
+        float_columns = [columns[f.name] for f in _FLOAT_NUMERIC]
+        if not _types_exact(int_columns, float_columns):
+            return None
         ints = np.array(int_columns)
-        floats = np.array([columns[f.name] for f in _FLOAT_NUMERIC])
+        floats = np.array(float_columns)
         strings_known = all(set(columns[name]) <= allowed for name, allowed in _STR_ALLOWED.items())
     except (KeyError, TypeError, ValueError, OverflowError):  # missing field, unhashable or huge values
         return None
     if ints.dtype != np.int64 or floats.dtype.kind not in "if" or not strings_known:
-        return None  # a float, string or null where an int belongs, a non-number, an unknown category
+        return None  # an int beyond 64 bits, an unknown borough
     numeric_ints = ints[:len(_INT_NUMERIC)]
     if not ((numeric_ints >= _INT_LOW).all() and (numeric_ints <= _INT_HIGH).all()):
         return None
@@ -109,8 +112,6 @@ def encode_if_valid(rows: Any, *, booleans_possible: bool = True) -> dict[str, n
         if None in set(tokens):  # a value between the categories
             return None
         feeds[f.name] = tokens.reshape(n, 1)
-    if booleans_possible and not _no_bools(int_columns + [columns[f.name] for f in _FLOAT_NUMERIC]):
-        return None
     numeric = np.concatenate([numeric_ints, floats]).astype(np.float32)  # one cast, then row views
     for row, f in zip(numeric, _INT_NUMERIC + _FLOAT_NUMERIC):
         feeds[f.name] = row.reshape(n, 1)

@@ -225,8 +225,7 @@ class PredictionApi:
             and len(parsed) == 1 else None
         if rows is None or (batch and not 0 < len(rows) <= self.batch_limit):
             return None
-        # No field is a boolean: a body without the words true/false holds none, so numpy may read ints.
-        feeds = columnar.encode_if_valid(rows, booleans_possible="true" in body or "false" in body)
+        feeds = columnar.encode_if_valid(rows)
         if feeds is None:
             return None
         try:

@@ -38,9 +38,7 @@ def assert_same_feeds(got: dict, want: dict) -> None:
 
 @pytest.mark.parametrize("n", [1, 2, 7, 8, 40])
 def test_valid_rows_are_encoded_like_the_per_row_encoder(n):
-    for booleans_possible in (True, False):
-        assert_same_feeds(columnar.encode_if_valid(VALID[:n], booleans_possible=booleans_possible),
-                          encoding.encode(VALID[:n]))
+    assert_same_feeds(columnar.encode_if_valid(VALID[:n]), encoding.encode(VALID[:n]))
 
 
 def _with(i: int, **changes) -> list[dict]:
@@ -119,11 +117,9 @@ def mutated_rows(draw):
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=mutated_rows(), booleans_possible=st.booleans())
-def test_accepted_means_the_models_accept_with_the_same_encoding(rows, booleans_possible):
-    if not booleans_possible and any(type(v) is bool for r in rows for v in r.values()):
-        booleans_possible = True  # the caller's promise would be false
-    feeds = columnar.encode_if_valid(rows, booleans_possible=booleans_possible)
+@given(rows=mutated_rows())
+def test_accepted_means_the_models_accept_with_the_same_encoding(rows):
+    feeds = columnar.encode_if_valid(rows)
     validated = model_rows(rows)
     if feeds is not None:
         assert validated is not None
