@@ -49,11 +49,18 @@ def serve(argv: list[str]) -> int:
     Its own process group: `mlflow server` starts uvicorn and a job runner as children, and
     stopping must reach all of them, not only the parent."""
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, env=SERVER_ENV)
+    previous = signal.signal(signal.SIGTERM, _interrupted)  # `kill`, `timeout`: stop it as Ctrl-C does
     try:
         return proc.wait()
     except KeyboardInterrupt:
         stop(proc)
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
 
 
 def stop(proc: subprocess.Popen) -> None:
