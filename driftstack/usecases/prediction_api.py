@@ -19,9 +19,12 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 import numpy as np
-
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import (
+    APIGatewayRestResolver,
+    Response,
+    content_types,
+)
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic_core import from_json, to_json
@@ -136,11 +139,11 @@ class PredictionApi:
         self._app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=_loads)
         self._add_routes(api.predict_request_type(self.batch_limit))
         self._add_error_handlers()
-        document = dict(
-            title="driftstack prediction API", version="1.0.0",
-            description="NYC taxi fare predictions from the champion model; every request is logged for drift checks.",
-            security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
-            security=[{"apiKey": []}])
+        document = {
+            "title": "driftstack prediction API", "version": "1.0.0",
+            "description": "NYC taxi fare predictions from the champion model; every request is logged for drift checks.",
+            "security_schemes": {"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
+            "security": [{"apiKey": []}]}
         self.openapi_json = self.app.get_openapi_json_schema(**document)
         # Swagger UI with its script and styles inlined from the Powertools package (no swagger_base_url:
         # nothing is fetched from a CDN), the document embedded; ?format=json gives the document alone.
@@ -252,8 +255,10 @@ class PredictionApi:
     # ------------------------------------------------------------------ errors
 
     def _add_error_handlers(self) -> None:
-        from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, \
-            RequestValidationError
+        from aws_lambda_powertools.event_handler.openapi.exceptions import (
+            RequestUnsupportedContentType,
+            RequestValidationError,
+        )
 
         app = self.app
 

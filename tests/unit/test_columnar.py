@@ -31,9 +31,9 @@ def model_rows(rows: list) -> list[dict] | None:
 
 def assert_same_feeds(got: dict, want: dict) -> None:
     assert list(got) == list(want)
-    for name in want:
-        assert got[name].shape == want[name].shape and got[name].dtype == want[name].dtype, name
-        assert got[name].tolist() == want[name].tolist(), name
+    for name, expected in want.items():
+        assert got[name].shape == expected.shape and got[name].dtype == expected.dtype, name
+        assert got[name].tolist() == expected.tolist(), name
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 8, 40])
