@@ -74,6 +74,26 @@ def test_predict_single_is_logged(api, champion):
     assert agg["versions"]["1"]["n"] >= 1 and agg["versions"]["1"]["profile_missing"] is True
 
 
+def test_https_verified_against_the_local_ca(api, champion):
+    """The client and `driftstack predict` call the API over HTTPS on LocalStack's port, checking its
+    certificate against the local CA; without that CA the same URL is refused."""
+    from click.testing import CliRunner
+
+    from driftstack.tools.api_client import ApiClient, local_ca_file
+    from driftstack.tools.cli import cli
+
+    client = ApiClient.from_stack(api.endpoint, STACK)
+    assert client.base_url.startswith("https://localhost:") and client.verify == str(local_ca_file())
+    status, body = client.predict(example_features())
+    assert status == 200 and body["model_version"] == "1", body
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(client.base_url + "/v1/health", timeout=30, verify=True)
+    out = CliRunner().invoke(cli, ["--endpoint-url", api.endpoint, "--stack", STACK, "predict",
+                                   "--cacert", str(local_ca_file()), "--json", "-"],
+                             input=json.dumps({"features": example_features()}))
+    assert out.exit_code == 0 and json.loads(out.output)["model_version"] == "1", out.output
+
+
 def test_api_key_required(api, champion):
     r = requests.post(api.url("/predict"), json={"features": example_features()}, timeout=30)
     assert r.status_code == 403
