@@ -30,8 +30,15 @@ def console_cmd(state: State, port: int | None, mlflow_url: str | None, no_brows
 
     Reads the deployed stack (where the global options point) and serves everything locally; stop
     it with Ctrl-C."""
-    from driftstack.tools.console.app import DEFAULT_MLFLOW_URL, DEFAULT_PORT, AssetsMissing, Links, create_app, \
-        free_port, serve
+    from driftstack.tools.console.app import (
+        DEFAULT_MLFLOW_URL,
+        DEFAULT_PORT,
+        AssetsMissing,
+        Links,
+        create_app,
+        free_port,
+        serve,
+    )
     from driftstack.tools.console.reader import StackReader
 
     reader = StackReader(state.target, state.outputs())  # not deployed / not reachable: exit 3 here

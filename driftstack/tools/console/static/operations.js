@@ -4,7 +4,7 @@ import { getJSON, el, row, fill, time, every } from "/static/common.js";
 const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#ea580c", "#7c3aed", "#0891b2", "#db2777", "#65a30d", "#475569", "#ca8a04", "#0d9488", "#9333ea"];
 const charts = {};
 window.driftstackCharts = charts; // for the browser test
-const MINUTES = 180;
+const MINUTES = 60; // the last hour, one point per minute
 
 function chartFor(panel) {
   if (charts[panel]) return charts[panel];
@@ -12,7 +12,7 @@ function chartFor(panel) {
   document.getElementById("panels").append(el("section", { class: "panel" }, el("h2", {}, panel), el("div", { class: "chart" }, canvas)));
   charts[panel] = new window.Chart(canvas, { type: "line", data: { datasets: [] }, options: {
     animation: false, maintainAspectRatio: false, parsing: false,
-    scales: { x: { type: "linear", ticks: { callback: (v) => new Date(v).toLocaleTimeString().slice(0, 5) } }, y: { beginAtZero: true } },
+    scales: { x: { type: "linear", ticks: { callback: (v) => new Date(v).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) } }, y: { beginAtZero: true } },
     plugins: { legend: { position: "bottom" } } } });
   return charts[panel];
 }
