@@ -648,3 +648,38 @@ def test_swagger_json_is_the_openapi_document(app):
     assert spec["paths"].keys() == doc["paths"].keys() and spec["info"]["title"] == doc["info"]["title"]
     assert not any(str(s.get("url", "")).startswith("http") for s in spec.get("servers", []))
     assert call(app, dict(_docs_event(), httpMethod="POST"))[0] == 405
+
+
+# ------------------------------------------------------------------ what the handler emits besides the answer
+
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_each_invocation_flushes_its_emf_metrics_and_the_cold_start_once(aws_env, champion, capsys):
+    app = load_app()
+    capsys.readouterr()
+    for _ in range(2):
+        assert call(app, event("predict_single"))[0] == 200
+    blobs = [b for b in _json_lines(capsys.readouterr().out) if "_aws" in b]
+    served = [b for b in blobs if "Predictions" in b]
+    assert len(served) == 2 and all(b["PredictLatency"] and b["request_id"] and b["model_version"] == "1"
+                                    for b in served)
+    metrics = served[0]["_aws"]["CloudWatchMetrics"][0]
+    assert {"Predictions", "PredictLatency"} <= {m["Name"] for m in metrics["Metrics"]}
+    assert sum("ColdStart" in b for b in blobs) == 1
+
+
+def test_log_lines_carry_the_lambda_context_and_the_correlation_id(app, monkeypatch):
+    import io
+
+    out = io.StringIO()
+    monkeypatch.setattr(app.logger.registered_handler, "stream", out)
+    monkeypatch.setattr(app.SERVING, "predict", lambda *a, **k: 1 / 0)  # an unhandled error is logged
+    e = event("predict_single")
+    code, body, _ = call(app, e)
+    assert code == 500 and "ZeroDivisionError" in body["message"]
+    line = next(x for x in _json_lines(out.getvalue()) if x.get("message") == "unhandled error")
+    assert line["correlation_id"] == e["requestContext"]["requestId"]
+    assert line["function_request_id"] == Ctx.aws_request_id and line["function_name"] == Ctx.function_name
+    assert "cold_start" in line
