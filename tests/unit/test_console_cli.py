@@ -45,6 +45,7 @@ def served(moto, monkeypatch):
         calls.append((app, port))
         on_ready(f"http://127.0.0.1:{port}")
     monkeypatch.setattr(console_app, "serve", fake_serve)
+    monkeypatch.setattr(console_app, "DEFAULT_PORT", console_app.free_port())  # 8765 may be someone's console
     return calls
 
 
@@ -67,3 +68,17 @@ def test_a_missing_state_machine_exits_3(served):
         stateMachineArn="arn:aws:states:us-east-1:123456789012:stateMachine:retrain")
     result = CliRunner().invoke(cli, ["--region", "us-east-1", "console", "--no-browser"])
     assert result.exit_code == EXIT_NOT_READY and "not deployed" in result.output, result.output
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(served):
+    import socket
+
+    from driftstack.tools.cli import EXIT_FAILED
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["--region", "us-east-1", "console", "--no-browser", "--port", str(port)])
+    assert result.exit_code == EXIT_FAILED and not served
+    assert result.output.startswith(f"error: cannot listen on 127.0.0.1:{port}") and "--port 0" in result.output

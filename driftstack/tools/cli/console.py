@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from driftstack.tools.cli.errors import NotReady
+from driftstack.tools.cli.errors import Failed, NotReady
 from driftstack.tools.cli.root import State, cli, pass_state
 
 
@@ -47,7 +47,11 @@ def console_cmd(state: State, port: int | None, mlflow_url: str | None, no_brows
         app = create_app(reader, Links(mlflow_url or DEFAULT_MLFLOW_URL, _api_docs(state)), state.stack)
     except AssetsMissing as exc:
         raise NotReady(str(exc)) from exc
-    port = free_port() if port == 0 else (port or DEFAULT_PORT)
+    try:
+        port = free_port(DEFAULT_PORT if port is None else port)
+    except OSError as exc:
+        raise Failed(f"cannot listen on 127.0.0.1:{port or DEFAULT_PORT} ({exc.strerror}) — choose another with "
+                     "--port N, or --port 0 for any free one") from exc
 
     def ready(url: str) -> None:
         click.echo(f"driftstack console: {url}  (reading {state.stack} on {state.target.describe()}; Ctrl-C stops)")

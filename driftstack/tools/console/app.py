@@ -118,11 +118,12 @@ def create_app(reader: StackReader, links: Links = Links(), stack: str = "") -> 
     return Starlette(routes=routes, exception_handlers={NotFound: not_found})
 
 
-def free_port() -> int:
+def free_port(port: int = 0) -> int:
+    """``port`` when it can be bound on 127.0.0.1 (0: any free one); OSError when it is taken."""
     import socket
 
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("127.0.0.1", port))
         return s.getsockname()[1]
 
 
