@@ -90,7 +90,7 @@ def test_the_server_answers_and_stops_with_its_children(state):
     port, store = free_port(), project_store()
     store.artifacts.mkdir(parents=True)
     proc = subprocess.Popen(mlflow_cli.server_argv(store, "127.0.0.1", port), start_new_session=True,
-                            env=mlflow_cli.SERVER_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=mlflow_cli.server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def home() -> int | None:
             try:

@@ -21,9 +21,12 @@ from driftstack.settings.mlflow_store import (
 from driftstack.tools.cli.errors import Failed, NotReady
 from driftstack.tools.cli.root import cli
 
-STOP_SECONDS = 10.0
-# No job runner (MLflow's GenAI jobs, 7 more processes): the UI needs runs, models and artifacts only.
-SERVER_ENV = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # after Ctrl-C, how long the server gets to finish before it is killed
+STOP_SECONDS = 10.0  # after Ctrl-C, how long the server gets for each step of stopping
+
+
+def server_env() -> dict[str, str]:
+    """No job runner (MLflow's GenAI jobs, 7 more processes): the UI needs runs, models and artifacts."""
+    return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def server_argv(store: MlflowStore, host: str, port: int, python: str = sys.executable) -> list[str]:
@@ -48,7 +51,7 @@ def serve(argv: list[str]) -> int:
 
     Its own process group: `mlflow server` starts uvicorn and a job runner as children, and
     stopping must reach all of them, not only the parent."""
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, env=SERVER_ENV)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, env=server_env())
     previous = signal.signal(signal.SIGTERM, _interrupted)  # `kill`, `timeout`: stop it as Ctrl-C does
     try:
         return proc.wait()
