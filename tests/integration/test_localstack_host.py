@@ -8,6 +8,7 @@ import socket
 
 import boto3
 import pytest
+import requests
 
 from driftstack.tools import localstack_host
 
@@ -60,6 +61,14 @@ def test_start_reuse_status_stop_leaves_no_processes(tmp_path, fixture_code_zip)
         assert localstack_host.start(port, state).pid == st.pid  # already running: reused
         with pytest.raises(localstack_host.LocalStackHostError, match="already runs on port"):
             localstack_host.start(localstack_host.free_port(), state)
+
+        # the same port speaks HTTPS, with the local CA's certificate: verified with it, refused without
+        ca = localstack_host.TLS_DIR / "ca.pem"
+        for host in ("localhost", "127.0.0.1"):
+            assert "services" in requests.get(f"https://{host}:{port}/_localstack/health", verify=str(ca),
+                                              timeout=10).json()
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"https://localhost:{port}/_localstack/health", verify=True, timeout=10)
 
         lam = boto3.client("lambda", endpoint_url=st.url, region_name="us-east-1",
                            aws_access_key_id="test", aws_secret_access_key="test")
