@@ -128,7 +128,7 @@ class PredictionApi:
     @property
     def app(self) -> APIGatewayRestResolver:
         """The Powertools router, built on first use: a container whose first requests are valid predictions
-        (the columnar path) starts without its ~0.4 s of OpenAPI imports, models and schema generation."""
+        (the columnar path) starts without its ~0.3 s of OpenAPI imports, models and schema generation."""
         if self._app is None:
             self._build_router()
         return self._app
