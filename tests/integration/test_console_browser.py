@@ -164,6 +164,9 @@ def test_the_approval_is_given_from_the_page(stack, page):
     page.locator("#approval-result", has_text="approved by").wait_for(timeout=30_000)
     page.locator("#execution-status", has_text="SUCCEEDED").wait_for(timeout=180_000)
     assert page.locator("#states tr[data-state='WaitForApproval']").get_attribute("data-status") == "succeeded"
+    page.click("#states tr[data-state='Decide']")  # a step's input and output, one click away
+    detail = page.locator("#step-detail").inner_text()
+    assert detail.startswith("Decide — succeeded") and "input" in detail and "output" in detail
     shot(page, "4-approved-and-succeeded")
     record = decision_store.load_record(stack.s3, stack.bucket, stack.run)
     assert record["outcome"] == D.PROMOTED, record.get("reasons")
