@@ -152,6 +152,11 @@ def render_decision(record: dict):
     alias = record.get("mlflow_alias")
     if alias:
         out.append(f"\n  MLflow alias {alias.get('alias')} → v{alias.get('version')}: {alias.get('status')}")
+    run = (ev.get("challenger") or {}).get("mlflow") or {}
+    if run.get("run_id"):  # the challenger's run in `driftstack mlflow`
+        from driftstack.settings.mlflow_store import run_url
+
+        out.append(f"\n  MLflow run {run_url(run.get('experiment_id'), run['run_id'])}")
     return out
 
 

@@ -66,3 +66,13 @@ def test_runs_table_shows_the_first_reason_shortened_and_counts_the_rest():
     text = console.export_text()
     assert "RMSE 3.7009 vs champion 9.5924: improvement +5.8914 (needs …" in text and "(+2 more)" in text
     assert "then some more words" not in text  # all of them: `driftstack decisions show RUN_ID`
+
+
+def test_decision_names_the_challengers_mlflow_run():
+    console = Console(record=True, width=200)
+    record = {"outcome": "promoted", "reasons": ["better"],
+              "evaluation": {"challenger": {"version": "2", "mlflow": {"experiment_id": "7", "run_id": "abc123"}}}}
+    console.print(W.render_decision(record))
+    assert "MLflow run http://127.0.0.1:5000/#/experiments/7/runs/abc123" in console.export_text()
+    console.print(W.render_decision({"outcome": "rejected", "evaluation": {"challenger": {"mlflow": {}}}}))
+    assert console.export_text().count("MLflow run") == 1  # no run id, no link
