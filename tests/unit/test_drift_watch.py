@@ -73,6 +73,6 @@ def test_decision_names_the_challengers_mlflow_run():
     record = {"outcome": "promoted", "reasons": ["better"],
               "evaluation": {"challenger": {"version": "2", "mlflow": {"experiment_id": "7", "run_id": "abc123"}}}}
     console.print(W.render_decision(record))
-    assert "MLflow run http://127.0.0.1:5000/#/experiments/7/runs/abc123" in console.export_text()
+    assert "MLflow run http://127.0.0.1:5000/#/experiments/7/runs/abc123" in console.export_text(clear=False)
     console.print(W.render_decision({"outcome": "rejected", "evaluation": {"challenger": {"mlflow": {}}}}))
     assert console.export_text().count("MLflow run") == 1  # no run id, no link
