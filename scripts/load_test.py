@@ -35,6 +35,7 @@ Prints a table; exit status 1 when the 2x step or the accounting is not graceful
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -155,6 +156,38 @@ def run_step(session: requests.Session, url: str, step: Step, workers: int) -> S
             pool.submit(one, due)
     step.wall = time.perf_counter() - t0
     return step
+
+
+def summary(sustained: Step | None, over: Step | None, lost: int, duplicates: int, dlq: int) -> dict:
+    """The run's figures under stable names (``--json``), comparable across commits."""
+    def fig(value: float) -> float | None:
+        return None if value is None or math.isnan(value) else round(value, 1)
+
+    return {
+        "sustained_rps": sustained.rate if sustained else 0,
+        "p50_ms": fig(sustained.pct(0.5)) if sustained else None,
+        "p95_ms": fig(sustained.pct(0.95)) if sustained else None,
+        "p99_ms": fig(sustained.pct(0.99)) if sustained else None,
+        "errors": sustained.s5xx + sustained.errors if sustained else None,
+        "overload_rps": over.rate if over else None,
+        "overload_429_share": round(over.statuses.get(429, 0) / max(1, over.sent), 3) if over else None,
+        "overload_errors": over.s5xx + over.errors if over else None,
+        "records_lost": lost,
+        "records_duplicated": duplicates,
+        "log_dlq_messages": dlq,
+    }
+
+
+SUMMARY_HEADER = ("| sustained req/s (0 errors) | p50 ms | p95 ms | p99 ms | errors | 2x req/s | 2x 429 share "
+                  "| 2x 5xx + transport | records lost |\n|---|---|---|---|---|---|---|---|---|")
+
+
+def summary_row(fig: dict) -> str:
+    """One line per run: paste the before and after rows under one SUMMARY_HEADER to compare."""
+    share = fig["overload_429_share"]
+    return (f"| {fig['sustained_rps']:g} | {fig['p50_ms']} | {fig['p95_ms']} | {fig['p99_ms']} | {fig['errors']} "
+            f"| {fig['overload_rps']} | {'-' if share is None else f'{share:.1%}'} | {fig['overload_errors']} "
+            f"| {fig['records_lost']} |")
 
 
 def good(step: Step, p99_ms: float) -> bool:
@@ -309,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--url", help="a running LocalStack (default: start one on a free port, stop it at the end)")
-    p.add_argument("--rates", default="4,6,8,10,12,15,20,25,30", help="offered rates to search (requests/s)")
+    p.add_argument("--rates", default="5,10,15,20,25,30,35,40,45,50,60", help="offered rates to search (requests/s)")
     p.add_argument("--rate", type=float, help="skip the search: limit the API to this rate and test it and 2x")
     p.add_argument("--probe", type=float, default=30.0, help="seconds per search step")
     p.add_argument("--period", type=float, default=120.0, help="seconds for the sustained and the 2x steps")
@@ -320,7 +353,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drain-timeout", type=float, default=600.0,
                    help="seconds to keep invoking the log archiver until the log queue is empty")
     p.add_argument("--keep", action="store_true", help="keep the stack (and LocalStack) afterwards")
+    p.add_argument("--json", action="store_true",
+                   help="print only the figures as one JSON document on stdout (the tables go to stderr)")
     a = p.parse_args(argv)
+    if a.json:
+        with contextlib.redirect_stdout(sys.stderr):
+            code, figures = run(a)
+        print(json.dumps(figures))
+        return code
+    return run(a)[0]
+
+
+def run(a: argparse.Namespace) -> tuple[int, dict]:
     rates = sorted(float(x) for x in a.rates.split(","))
 
     state = None
@@ -350,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             if not candidates:
                 print(f"no offered rate was sustainable; lower --rates (lowest tried: {rates[0]:g})")
 
-        sustainable = None
+        sustainable = sustained = None
         for rate in candidates:
             if target.limit != rate:
                 target.deploy(rate)
@@ -359,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
             steps.append(s)
             print(s.row(), s.error_kinds or "", flush=True)
             if good(s, a.p99_ms):
-                sustainable = rate
+                sustainable, sustained = rate, s
                 break
         over = None
         if sustainable:
@@ -419,8 +463,10 @@ def main(argv: list[str] | None = None) -> int:
         for s in steps:
             if s.error_kinds or s.bodies_5xx:
                 print(f"  {s.name}: transport errors {s.error_kinds}, 5xx bodies {s.bodies_5xx}")
+        figures = summary(sustained, over, len(lost), duplicates, dlq_count)
+        print("\n" + SUMMARY_HEADER + "\n" + summary_row(figures))
         ok = bool(over) and graceful(over) and not lost and not duplicates and not dlq_count
-        return 0 if ok else 1
+        return (0 if ok else 1), figures
     finally:
         if target.session is not None:
             target.session.close()
