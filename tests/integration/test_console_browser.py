@@ -212,3 +212,14 @@ def test_models_and_operations_pages_show_the_run(stack, page):
     page.wait_for_function("() => (window.driftstackCharts['Request rate (per minute)']?.data.datasets[0]?.data || [])"
                            ".some(p => p.y > 0)", timeout=60_000)
     shot(page, "7-operations")
+
+
+def test_the_api_docs_are_swagger_ui_served_offline(page):
+    """The nav's "API docs": the prediction Lambda's Swagger UI (fetched with the API key), rendered by
+    the browser from the scripts the page inlines — nothing from a CDN."""
+    remote: list[str] = []
+    page.on("request", lambda r: remote.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:")) else None)
+    page.goto("/api-docs")
+    page.locator(".swagger-ui .opblock", has_text="/v1/predict").first.wait_for(timeout=30_000)
+    shot(page, "8-api-docs")
+    assert not remote, remote

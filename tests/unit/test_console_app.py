@@ -21,6 +21,9 @@ DEFINITION = {"StartAt": "Prepare", "States": {
     "Promote": {"Type": "Pass", "End": True}, "Reject": {"Type": "Pass", "End": True}}}
 
 
+SWAGGER_PAGE = "<html><body>swagger-ui for the prediction API</body></html>"
+
+
 def drift_doc(i: int, psi: float) -> dict:
     return {"check_id": f"check-{i}", "status": "drift" if psi >= 0.2 else "no_drift", "trigger": psi >= 0.2,
             "samples": 500, "checked_at": f"2026-12-03T10:0{i}:00Z",
@@ -47,7 +50,7 @@ def stack(moto):
     decision_store.store_approval_request(history, "run-1", "token-1", {"reasons": ["better"]})
     outputs = {"StateMachineArn": arn, "HistoryTableName": "history", "ModelsTableName": "models", "BucketName": "artifacts"}
     reader = StackReader(Target(), outputs)
-    client = TestClient(console_app.create_app(reader, console_app.Links(api_docs="http://api/v1/docs"), "T"))
+    client = TestClient(console_app.create_app(reader, console_app.Links(api_docs=lambda: (200, SWAGGER_PAGE)), "T"))
     return client, reader, history
 
 
@@ -56,10 +59,20 @@ def test_every_page_renders_with_its_links(stack):
     for page, _ in console_app.PAGES:
         r = client.get(f"/{page}")
         assert r.status_code == 200 and f'data-page="{page}"' in r.text
-        assert 'href="http://127.0.0.1:5000"' in r.text and 'href="http://api/v1/docs"' in r.text
+        assert 'href="http://127.0.0.1:5000"' in r.text and 'href="/api-docs"' in r.text
     assert client.get("/", follow_redirects=False).headers["location"] == "/retraining"
     assert client.get("/assets/cytoscape/package.json").status_code == 200  # served from node_modules
     assert client.get("/static/retraining.js").status_code == 200
+
+
+def test_api_docs_are_the_apis_page_fetched_with_its_key(stack):
+    client, _, _ = stack
+    r = client.get("/api-docs")
+    assert r.status_code == 200 and r.text == SWAGGER_PAGE and r.headers["content-type"].startswith("text/html")
+    app = console_app.create_app(stack[1], console_app.Links(api_docs=lambda: (403, "Forbidden")), "T")
+    assert TestClient(app).get("/api-docs").status_code == 403  # the API's answer, as it came
+    no_api = TestClient(console_app.create_app(stack[1], console_app.Links(), "T"))
+    assert no_api.get("/api-docs").status_code == 404 and "API docs" not in no_api.get("/retraining").text
 
 
 def test_state_machine_and_execution(stack):

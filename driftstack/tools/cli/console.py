@@ -8,14 +8,14 @@ from driftstack.tools.cli.errors import Failed, NotReady
 from driftstack.tools.cli.root import State, cli, pass_state
 
 
-def _api_docs(state: State) -> str | None:
-    """The API's docs page (Swagger UI, served by the prediction Lambda); None when the API cannot be read."""
-    from driftstack.tools.api_client import API_PREFIX
-
+def _api_docs(state: State):
+    """A fetcher of the API's docs page (Swagger UI, served by the prediction Lambda, with the key);
+    None when the API cannot be read."""
     try:
-        return state.api().base_url + API_PREFIX + "/docs"
+        client = state.api()
     except Exception:  # noqa: BLE001 - a missing link must not keep the console from starting
         return None
+    return lambda: client.call("GET", "/docs")
 
 
 @cli.command("console")

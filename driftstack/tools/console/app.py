@@ -6,6 +6,7 @@ exposed beyond this machine and no page loads anything from the internet."""
 from __future__ import annotations
 
 import getpass
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +27,12 @@ PAGES = (("retraining", "Retraining"), ("drift", "Drift"), ("models", "Models"),
 
 @dataclass(frozen=True)
 class Links:
-    """Where the console points beyond itself: the MLflow UI (`driftstack mlflow`) and the API docs."""
+    """Where the console points beyond itself: the MLflow UI (`driftstack mlflow`), and the API's docs
+    page. The API wants its key on every method (a browser has none), so the console fetches that page
+    with the key (``api_docs`` returns its status and HTML) and serves it at /api-docs."""
 
     mlflow: str = DEFAULT_MLFLOW_URL
-    api_docs: str | None = None
+    api_docs: Callable[[], tuple[int, str]] | None = None
 
 
 class AssetsMissing(RuntimeError):
@@ -103,6 +106,14 @@ def create_app(reader: StackReader, links: Links = Links(), stack: str = "") -> 
     async def alarms(request: Request):
         return _json(reader.alarms())
 
+    async def api_docs(request: Request):
+        from starlette.concurrency import run_in_threadpool
+
+        if links.api_docs is None:
+            return HTMLResponse("the API cannot be read: is the stack deployed?", status_code=404)
+        status, page = await run_in_threadpool(links.api_docs)
+        return HTMLResponse(page if isinstance(page, str) else str(page), status_code=status)
+
     async def home(request: Request):
         return RedirectResponse("/retraining")
 
@@ -112,7 +123,7 @@ def create_app(reader: StackReader, links: Links = Links(), stack: str = "") -> 
               Route("/api/approvals/{run_id}", approval, methods=["POST"]),
               Route("/api/drift", drift), Route("/drift/report/{check_id}", report),
               Route("/api/models", models), Route("/api/decisions/{run_id}", decision),
-              Route("/api/metrics", metrics), Route("/api/alarms", alarms),
+              Route("/api/metrics", metrics), Route("/api/alarms", alarms), Route("/api-docs", api_docs),
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
               Mount("/assets", StaticFiles(directory=str(ASSETS)), name="assets")]
     return Starlette(routes=routes, exception_handlers={NotFound: not_found})
