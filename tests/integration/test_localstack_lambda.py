@@ -90,6 +90,38 @@ def test_handler_runs_on_python312_with_runtime_boto3_env_and_logs(lam, lambda_f
         pytest.fail(f"function output never reached CloudWatch Logs: {events}")
 
 
+def test_emf_line_becomes_a_metric_and_the_invocation_is_counted(lam, lambda_function, aws_client):
+    """What the plugin keeps while it takes LocalStack's internal calls off HTTP (in_memory_clients.py)
+    and the fsync off the metrics store (cloudwatch_metrics_db.py): an embedded-metric-format line
+    becomes a CloudWatch metric (emf_metrics.py), AWS/Lambda counts the invocation, and the line is
+    in CloudWatch Logs."""
+    name = lambda_function("handlers.log_lines")
+    now = time.time()
+    doc = {"_aws": {"Timestamp": int(now * 1000), "CloudWatchMetrics": [
+        {"Namespace": f"emf-{name}", "Dimensions": [["service"]], "Metrics": [{"Name": "Hits", "Unit": "Count"}]}]},
+        "service": "emf-test", "Hits": 3}
+    payload, error, _ = invoke(lam, name, {"lines": [json.dumps(doc)]})
+    assert error is None, payload
+
+    cloudwatch, logs = aws_client("cloudwatch"), aws_client("logs")
+
+    def total(namespace: str, metric: str, dimension: tuple[str, str]) -> float:
+        stats = cloudwatch.get_metric_statistics(
+            Namespace=namespace, MetricName=metric, Dimensions=[{"Name": dimension[0], "Value": dimension[1]}],
+            StartTime=now - 300, EndTime=now + 300, Period=60, Statistics=["Sum"])
+        return sum(d["Sum"] for d in stats["Datapoints"])
+
+    for _ in range(50):  # logs and metrics are shipped asynchronously
+        hits = total(f"emf-{name}", "Hits", ("service", "emf-test"))
+        invocations = total("AWS/Lambda", "Invocations", ("FunctionName", name))
+        if hits and invocations:
+            break
+        time.sleep(0.2)
+    assert (hits, invocations) == (3, 1)
+    events = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
+    assert any('"Hits": 3' in e["message"] for e in events), events
+
+
 def test_numpy_layer_is_used_and_host_packages_are_not_visible(lam, lambda_function, numpy_layer):
     with_layer = lambda_function("numpy_handlers.handler", layers=[numpy_layer])
     payload, error, _ = invoke(lam, with_layer, {"n": 10})

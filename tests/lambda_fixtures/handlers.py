@@ -30,6 +30,13 @@ def echo(event, context):
     }
 
 
+def log_lines(event, context):
+    """Prints each of event["lines"] to the function log (e.g. an embedded-metric-format document)."""
+    for line in event.get("lines", []):
+        print(line)
+    return {"printed": len(event.get("lines", []))}
+
+
 def fail(event, context):
     raise ValueError(f"bad input: {event.get('why', 'no reason')}")
 

@@ -18,8 +18,15 @@ CloudFormation: custom resources are backed by their Lambda function (custom_res
 
 CloudWatch Logs: embedded-metric-format lines become CloudWatch metrics, so alarms on our own
 metrics fire (emf_metrics.py). DRIFTSTACK_EMF_METRICS=0 leaves it out.
+
+Internal calls on a request's path (Lambda invoke, log shipping, metrics) skip the loopback HTTP
+round trip (in_memory_clients.py). DRIFTSTACK_IN_MEMORY_CLIENTS=0 leaves it out.
+
+CloudWatch: metric datapoints are committed without an fsync each (cloudwatch_metrics_db.py).
+DRIFTSTACK_CLOUDWATCH_NO_FSYNC=0 leaves it out.
 """
 
+import importlib
 import os
 
 from localstack.runtime import hooks
@@ -108,20 +115,30 @@ def _sync_schedule_rule_state():
         return result
 
 
+def _install_unless_off(switch: str, module: str) -> None:
+    """Install driftstack_localstack.<module> unless the environment variable ``switch`` is 0."""
+    if os.environ.get(switch, "1") != "0":
+        importlib.import_module(f"driftstack_localstack.{module}").install()
+
+
 @hooks.on_infra_start()
 def _apigw_throttling():
-    if os.environ.get("DRIFTSTACK_APIGW_THROTTLE", "1") != "0":
-        from driftstack_localstack import apigw_throttle
-
-        apigw_throttle.install()
+    _install_unless_off("DRIFTSTACK_APIGW_THROTTLE", "apigw_throttle")
 
 
 @hooks.on_infra_start()
 def _emf_metrics():
-    if os.environ.get("DRIFTSTACK_EMF_METRICS", "1") != "0":
-        from driftstack_localstack import emf_metrics
+    _install_unless_off("DRIFTSTACK_EMF_METRICS", "emf_metrics")
 
-        emf_metrics.install()
+
+@hooks.on_infra_start()
+def _in_memory_clients():
+    _install_unless_off("DRIFTSTACK_IN_MEMORY_CLIENTS", "in_memory_clients")
+
+
+@hooks.on_infra_start()
+def _cloudwatch_without_fsync():
+    _install_unless_off("DRIFTSTACK_CLOUDWATCH_NO_FSYNC", "cloudwatch_metrics_db")
 
 
 @hooks.on_infra_start()
