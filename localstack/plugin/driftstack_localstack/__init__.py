@@ -8,7 +8,9 @@
 - fixes applied at LocalStack start (``patches.py``): EventBridge disabled schedules stop firing;
   API Gateway usage-plan and stage throttling answer 429 as on AWS (``apigw_throttle.py``); the host
   runner starts only a few Lambda environments at a time (``lambda_assignment.py``); embedded-metric-format
-  log lines become CloudWatch metrics, as on AWS (``emf_metrics.py``).
+  log lines become CloudWatch metrics, as on AWS (``emf_metrics.py``); LocalStack's internal calls on a
+  request's path skip the loopback HTTP (``in_memory_clients.py``) and CloudWatch's metric store skips
+  the fsync per datapoint (``cloudwatch_metrics_db.py``).
 """
 
 EXECUTOR_NAME = "driftstack-host"
