@@ -32,6 +32,7 @@ from pydantic_core import from_json, to_json
 from driftstack.contract import api
 from driftstack.contract import names as N
 from driftstack.domain import columnar
+from driftstack.usecases.emf_line import PredictionEmf
 from driftstack.usecases.serve import Serving, Unavailable, UnknownRequest
 
 API_PREFIX = "/v1"
@@ -119,6 +120,7 @@ class PredictionApi:
     def __init__(self, serving: Serving, *, batch_limit: int, max_body_bytes: int, feedback_max_age_days: float,
                  metrics: Metrics, logger: Logger) -> None:
         self.serving, self.metrics, self.logger = serving, metrics, logger
+        self.emf = PredictionEmf(metrics)
         self.batch_limit, self.max_body_bytes, self.feedback_max_age_days = \
             batch_limit, max_body_bytes, feedback_max_age_days
         self._app: APIGatewayRestResolver | None = None
@@ -243,12 +245,10 @@ class PredictionApi:
 
     def _record_metrics(self, request_id: str, model_version: str, rows: int, latency_ms: float) -> None:
         # One structured line per request: the EMF metrics blob carries request_id and model_version
-        # (CloudWatch Logs Insights can query them). The Logger line below costs ~30-150 µs, so it is
-        # DEBUG, emitted for the sampled share of invocations (POWERTOOLS_LOGGER_SAMPLE_RATE).
-        self.metrics.add_metric(name=N.METRIC_PREDICTIONS, unit=MetricUnit.Count, value=rows)
-        self.metrics.add_metric(name=N.METRIC_PREDICT_LATENCY, unit=MetricUnit.Milliseconds, value=latency_ms)
-        self.metrics.add_metadata(key="request_id", value=request_id)
-        self.metrics.add_metadata(key="model_version", value=model_version)
+        # (CloudWatch Logs Insights can query them), laid out once by Powertools (usecases.emf_line).
+        # The Logger line below costs ~30-150 µs, so it is DEBUG, emitted for the sampled share of
+        # invocations (POWERTOOLS_LOGGER_SAMPLE_RATE).
+        self.emf.emit(request_id, model_version, rows, latency_ms)
         self.logger.debug("predicted", extra={"request_id": request_id, "model_version": model_version,
                                               "rows": rows, "latency_ms": latency_ms})
 

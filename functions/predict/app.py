@@ -68,7 +68,10 @@ def _handler(event: dict, context: Any) -> dict:
     finally:
         if cold:
             metrics.provider.add_cold_start_metric(context)
-        metrics.flush_metrics()
+        # A served prediction printed its own EMF line (API.emf); Powertools flushes the rest (error
+        # counts...), and only when there is any (an empty flush warns on every invocation).
+        if metrics.provider.metric_set:
+            metrics.flush_metrics()
 
 
 # X-Ray subsegments only when tracing is on (Powertools' disabled tracer still builds dummy segments).

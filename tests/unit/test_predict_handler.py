@@ -668,6 +668,44 @@ def test_each_invocation_flushes_its_emf_metrics_and_the_cold_start_once(aws_env
     metrics = served[0]["_aws"]["CloudWatchMetrics"][0]
     assert {"Predictions", "PredictLatency"} <= {m["Name"] for m in metrics["Metrics"]}
     assert sum("ColdStart" in b for b in blobs) == 1
+    for blob in served:  # the line Powertools itself would print for these values, key order included
+        expected = _powertools_blob(blob["request_id"], blob["model_version"], blob["Predictions"][0],
+                                    blob["PredictLatency"][0], blob["_aws"]["Timestamp"])
+        assert json.dumps(blob) == json.dumps(expected)
+
+
+def _powertools_blob(request_id, model_version, rows, latency_ms, timestamp_ms) -> dict:
+    """What Metrics.add_metric x2 + add_metadata x2 + flush_metrics would print, as the handler did before
+    driftstack.usecases.emf_line (a provider of its own: Metrics instances share their metric set)."""
+    from aws_lambda_powertools.metrics import MetricUnit
+    from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+    from driftstack.contract import names as N
+
+    provider = AmazonCloudWatchEMFProvider(namespace=N.NAMESPACE, service=N.PREDICT_SERVICE)
+    provider.add_metric(name="Predictions", unit=MetricUnit.Count, value=rows)
+    provider.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    provider.add_metadata(key="request_id", value=request_id)
+    provider.add_metadata(key="model_version", value=model_version)
+    provider.set_timestamp(timestamp_ms)
+    return provider.serialize_metric_set()
+
+
+@pytest.mark.parametrize("model_version,rows,latency_ms", [("1", 1, 0.123), ('v"2\\ é', 1000, 12345.678901234),
+                                                           ("7", 3, 1e-07)])
+def test_the_prediction_emf_line_is_what_powertools_prints(model_version, rows, latency_ms):
+    import time
+
+    from aws_lambda_powertools import Metrics
+
+    from driftstack.contract import names as N
+    from driftstack.usecases.emf_line import PredictionEmf
+
+    now_ms = int(time.time() * 1000)  # Powertools warns about a timestamp older than 14 days
+    line = PredictionEmf(Metrics(namespace=N.NAMESPACE, service=N.PREDICT_SERVICE)).line(
+        "req-0001", model_version, rows, latency_ms, timestamp_ms=now_ms)
+    expected = _powertools_blob("req-0001", model_version, rows, latency_ms, now_ms)
+    assert line == json.dumps(expected, separators=(",", ":"))
 
 
 def test_log_lines_carry_the_lambda_context_and_the_correlation_id(app, monkeypatch):
