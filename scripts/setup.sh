@@ -70,6 +70,9 @@ if stamp_ok .venv-localstack "$h"; then say "LocalStack venv up to date (.venv-l
   [ -x .venv-localstack/bin/python ] || "$PY313" -m venv .venv-localstack
   pip_q .venv-localstack/bin/pip install -q --upgrade pip
   pip_q .venv-localstack/bin/pip install -q -r localstack/requirements.txt
+  # LocalStack finds our hooks through the plugin's entry points; a stale in-tree egg-info from an older
+  # install would shadow the new ones (hooks silently not loaded), so it is made anew.
+  rm -rf localstack/plugin/*.egg-info
   pip_q .venv-localstack/bin/pip install -q -e localstack/plugin
   echo "$h" > .venv-localstack/.driftstack-stamp
 fi
