@@ -126,6 +126,8 @@ class ApiClient:
                 f"the API's certificate at {self.base_url} does not verify against {trusted} — a LocalStack "
                 f"started before its certificate was made: restart it (`driftstack down && driftstack up`); "
                 f"another CA: --cacert PATH ({exc.__class__.__name__})") from exc
+        if "charset=" not in resp.headers.get("content-type", ""):
+            resp.encoding = "utf-8"  # the API's text (e.g. the Swagger page) is UTF-8; requests would read latin-1
         try:
             payload = resp.json()
         except ValueError:

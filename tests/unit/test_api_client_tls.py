@@ -15,11 +15,15 @@ from driftstack.tools.api_client import ApiClient, CertificateNotTrusted
 from driftstack.tools.aws_target import FROM_OPTION, Target
 
 
+PAGE = "<html>Swagger UI: 中文, Ōsaka, ग</html>"  # the API's text/html comes without a charset
+
+
 class Health(BaseHTTPRequestHandler):
     def do_GET(self):
-        body = json.dumps({"status": "ok", "path": self.path}).encode()
+        page = self.path.endswith("/docs")
+        body = PAGE.encode() if page else json.dumps({"status": "ok", "path": self.path}).encode()
         self.send_response(200)
-        self.send_header("content-type", "application/json")
+        self.send_header("content-type", "text/html" if page else "application/json")
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -104,3 +108,9 @@ def test_from_stack_on_aws_uses_the_usual_bundle_or_cacert(monkeypatch):
     _fake_stack(monkeypatch)
     assert ApiClient.from_stack(target=Target()).session.verify is True
     assert ApiClient.from_stack(target=Target(), cacert="/corp/ca.pem").session.verify == "/corp/ca.pem"
+
+
+def test_text_without_a_charset_is_read_as_utf8(https_server, tls):
+    """requests reads text/* without a charset as latin-1: the Swagger page's scripts would break."""
+    client = ApiClient(f"https://localhost:{https_server}", None, verify=str(tls.ca))
+    assert client.call("GET", "/docs") == (200, PAGE)
