@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from driftstack.settings.mlflow_store import project_store
+from driftstack.settings.mlflow_store import project_store, ui_url
 from driftstack.tools.polling import wait_for
 
 console = Console(stderr=False)
@@ -323,6 +323,7 @@ class Demo:
 
         console.print(f"See it in a browser: `driftstack console` → http://127.0.0.1:{DEFAULT_PORT} (the retraining "
                       "graph, drift over time, models, operations).")
+        console.print(f"The MLflow runs (champion and challenger): `driftstack mlflow` → {ui_url()}")
         console.print("Explore: `driftstack status`, `driftstack watch list`, `driftstack predict --help`; "
                       "stop everything with `make down`.")
         return doc
