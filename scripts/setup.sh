@@ -103,6 +103,7 @@ fi
 if ! command -v chromium >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing chromium (apt-get) for the console's browser test"
+    export DEBIAN_FRONTEND=noninteractive  # no prompts: CI has no terminal
     apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; } \
       || say "warning: chromium not installed; tests/integration/test_console_browser.py will fail"
   else
