@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,18 +176,23 @@ def test_the_approval_is_given_from_the_page(stack, page):
 
 
 def test_the_drift_trend_shows_the_checks_that_ran(stack, page):
+    # The schedule keeps checking every minute and the page refreshes itself: read the history before
+    # the page, and compare the page's parts within one evaluation (one refresh draws them all).
+    deadline = time.monotonic() + 150  # a trend needs two checks: the 1-minute schedule makes the second
+    while len(checks := drift_store.list_checks(stack.history, 50)) < 2 and time.monotonic() < deadline:
+        time.sleep(5)
+    history = {c["check_id"]: c["status"] for c in checks}
     page.goto("/drift")
     page.wait_for_function("() => Array.isArray(window.driftstackChecks)")
-    ran = {c["check_id"] for c in drift_store.list_checks(stack.history, 50)}
     shown = {c["check_id"] for c in page.evaluate("() => window.driftstackChecks")}
-    assert len(ran) >= 2 and ran <= shown  # a check may have run since the list was read
-    history = {c["check_id"]: c["status"] for c in drift_store.list_checks(stack.history, 50)}
+    assert len(history) >= 2 and set(history) <= shown  # a check may have run since the history was read
     for check_id, status in history.items():  # each check's verdict, as the history table has it
         assert page.locator(f"#checks tr[data-check='{check_id}'] .badge").inner_text() == status
     assert "drift" in history.values()
-    assert page.locator("#checks tbody tr").count() == len(shown)
-    n_points = page.evaluate("() => Chart.getChart('prediction-psi').data.datasets[0].data.length")
-    assert n_points == len(shown)
+    checks, rows, points = page.evaluate(
+        "() => [window.driftstackChecks.length, document.querySelectorAll('#checks tbody tr').length,"
+        " Chart.getChart('prediction-psi').data.datasets[0].data.length]")
+    assert checks == rows == points, (checks, rows, points)  # a row and a point per check
     shot(page, "5-drift")
     with page.expect_popup() as popup:
         page.locator("#checks a", has_text="report").first.click()

@@ -711,7 +711,12 @@ def test_the_prediction_emf_line_is_what_powertools_prints(model_version, rows, 
 def test_log_lines_carry_the_lambda_context_and_the_correlation_id(app, monkeypatch):
     import io
 
+    import logging
+
     out = io.StringIO()
+    # Another test's library may have configured logging with disable_existing_loggers (alembic, under
+    # MLflow's sqlite store, does): this test is about what the handler writes, not about them.
+    monkeypatch.setattr(logging.getLogger(app.logger.name), "disabled", False)
     monkeypatch.setattr(app.logger.registered_handler, "stream", out)
     monkeypatch.setattr(app.SERVING, "predict", lambda *a, **k: 1 / 0)  # an unhandled error is logged
     e = event("predict_single")
