@@ -714,9 +714,11 @@ def test_log_lines_carry_the_lambda_context_and_the_correlation_id(app, monkeypa
     import logging
 
     out = io.StringIO()
-    # Another test's library may have configured logging with disable_existing_loggers (alembic, under
-    # MLflow's sqlite store, does): this test is about what the handler writes, not about them.
+    # The service's logging logger is process-wide: an earlier test (test_fuzz_api) ran it at CRITICAL,
+    # and the handler goes back to the logger's initial level. This test is about INFO's content.
     monkeypatch.setattr(logging.getLogger(app.logger.name), "disabled", False)
+    monkeypatch.setattr(app.logger, "initial_log_level", logging.INFO)
+    app.logger.setLevel(logging.INFO)
     monkeypatch.setattr(app.logger.registered_handler, "stream", out)
     monkeypatch.setattr(app.SERVING, "predict", lambda *a, **k: 1 / 0)  # an unhandled error is logged
     e = event("predict_single")
